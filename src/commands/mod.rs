@@ -1,0 +1,42 @@
+//! One function per subcommand: turn clap arguments into library configs, show progress,
+//! print results. Errors get context here (anyhow); the library stays typed.
+
+mod bench;
+mod inspect;
+mod record;
+
+use crate::cli::{BenchCommand, Cli, Command};
+
+/// Run the parsed command line.
+///
+/// # Errors
+/// Whatever the subcommand reports, with context.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Record(args) => record::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Bench(BenchCommand::Teacher(args)) => bench::teacher(&args),
+    }
+}
+
+/// Default thread count: every core.
+pub(crate) fn threads(arg: Option<usize>) -> usize {
+    arg.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+        .max(1)
+}
+
+/// Human-readable byte count.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut x = n as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < UNITS.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{x:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,5 @@
+//! Prompt corpora: the chat records `record` feeds to the teacher.
+
+pub mod source;
+
+pub use source::{Message, PromptRecord, Role, Source};

@@ -1,0 +1,369 @@
+//! JSONL prompt files. Each line is one chat record in any of the forms users already have:
+//! `{"prompt"[, "response", "system"]}`, OpenAI `{"messages": [{role, content}]}`, ShareGPT
+//! `{"conversations": [{from, value}]}`, Alpaca `{"instruction", "input", "output"}`.
+//! The form is detected per line, so files may mix them.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::gguf::hex;
+use crate::{Error, Result};
+
+/// Who speaks a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Instructions that frame the conversation.
+    System,
+    /// The human side.
+    User,
+    /// The model side.
+    Assistant,
+}
+
+impl Role {
+    /// The role name chat templates expect.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Speaker.
+    pub role: Role,
+    /// Text.
+    pub content: String,
+}
+
+/// One chat record and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptRecord {
+    /// Source file.
+    pub file: PathBuf,
+    /// 1-based line in `file`.
+    pub line: usize,
+    /// The conversation; a response to score, if any, is the last (assistant) message.
+    pub messages: Vec<Message>,
+}
+
+impl PromptRecord {
+    /// The conversation up to the turn the teacher should write, and the given response
+    /// (the final assistant message), if there is one.
+    pub fn split_response(&self) -> (&[Message], Option<&str>) {
+        match self.messages.split_last() {
+            Some((last, rest)) if last.role == Role::Assistant => (rest, Some(&last.content)),
+            _ => (&self.messages, None),
+        }
+    }
+
+    /// An error about this record.
+    pub fn error(&self, reason: impl Into<String>) -> Error {
+        Error::Prompt {
+            file: self.file.clone(),
+            line: self.line,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A parsed prompt file.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The file as given.
+    pub path: PathBuf,
+    /// sha256 of its bytes, so a resumed run can tell that it changed.
+    pub sha256: String,
+    /// Its usable records, in file order.
+    pub records: Vec<PromptRecord>,
+    /// Lines skipped as bad (only with `skip_bad`).
+    pub skipped: usize,
+}
+
+impl Source {
+    /// Read and parse `path`. A bad line is an error naming file and line, unless `skip_bad`,
+    /// in which case it is counted in [`Source::skipped`].
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Prompt`], or [`Error::EmptyPrompts`] when no record remains.
+    pub fn read(path: &Path, skip_bad: bool) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            Error::Prompt {
+                file: path.to_path_buf(),
+                line,
+                reason: "not valid UTF-8".into(),
+            }
+        })?;
+        let mut records = Vec::new();
+        let mut skipped = 0;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse_line(line) {
+                Ok(messages) => records.push(PromptRecord {
+                    file: path.to_path_buf(),
+                    line: i + 1,
+                    messages,
+                }),
+                Err(_) if skip_bad => skipped += 1,
+                Err(reason) => {
+                    return Err(Error::Prompt {
+                        file: path.to_path_buf(),
+                        line: i + 1,
+                        reason: format!(
+                            "{reason} (fix the line, or pass --skip-bad to skip such lines)"
+                        ),
+                    });
+                }
+            }
+        }
+        if records.is_empty() {
+            return Err(Error::EmptyPrompts(path.to_path_buf()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            sha256,
+            records,
+            skipped,
+        })
+    }
+}
+
+/// The messages of one JSONL line, or why it is not a chat record.
+pub fn parse_line(line: &str) -> std::result::Result<Vec<Message>, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Object(obj) = value else {
+        return Err("expected a JSON object".into());
+    };
+    let messages = if let Some(list) = obj.get("messages") {
+        turns(list, "messages", "role", "content")?
+    } else if let Some(list) = obj.get("conversations") {
+        turns(list, "conversations", "from", "value")?
+    } else if obj.contains_key("instruction") {
+        alpaca(&obj)?
+    } else if obj.contains_key("prompt") {
+        simple(&obj)?
+    } else {
+        return Err(
+            "no chat record found: expected a 'prompt', 'messages', 'conversations' or 'instruction' field".into(),
+        );
+    };
+    if !messages.iter().any(|m| m.role == Role::User) {
+        return Err("the record has no user turn".into());
+    }
+    if let Some(m) = messages.iter().find(|m| m.content.contains('\0')) {
+        return Err(format!(
+            "a {} turn contains a NUL character",
+            m.role.as_str()
+        ));
+    }
+    Ok(messages)
+}
+
+fn text_field(obj: &Map<String, Value>, key: &str) -> std::result::Result<Option<String>, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("field '{key}' must be a string")),
+    }
+}
+
+fn simple(obj: &Map<String, Value>) -> std::result::Result<Vec<Message>, String> {
+    let mut out = Vec::new();
+    if let Some(system) = text_field(obj, "system")? {
+        out.push(Message {
+            role: Role::System,
+            content: system,
+        });
+    }
+    let prompt = text_field(obj, "prompt")?.ok_or("field 'prompt' must be a string")?;
+    if prompt.trim().is_empty() {
+        return Err("field 'prompt' is empty".into());
+    }
+    out.push(Message {
+        role: Role::User,
+        content: prompt,
+    });
+    if let Some(response) = text_field(obj, "response")? {
+        out.push(Message {
+            role: Role::Assistant,
+            content: response,
+        });
+    }
+    Ok(out)
+}
+
+fn alpaca(obj: &Map<String, Value>) -> std::result::Result<Vec<Message>, String> {
+    let instruction = text_field(obj, "instruction")?.unwrap_or_default();
+    if instruction.trim().is_empty() {
+        return Err("field 'instruction' is empty".into());
+    }
+    let input = text_field(obj, "input")?.unwrap_or_default();
+    let user = if input.trim().is_empty() {
+        instruction
+    } else {
+        format!("{instruction}\n\n{input}")
+    };
+    let mut out = vec![Message {
+        role: Role::User,
+        content: user,
+    }];
+    if let Some(output) = text_field(obj, "output")? {
+        out.push(Message {
+            role: Role::Assistant,
+            content: output,
+        });
+    }
+    Ok(out)
+}
+
+fn turns(
+    list: &Value,
+    field: &str,
+    role_key: &str,
+    text_key: &str,
+) -> std::result::Result<Vec<Message>, String> {
+    let Value::Array(items) = list else {
+        return Err(format!("field '{field}' must be an array"));
+    };
+    if items.is_empty() {
+        return Err(format!("field '{field}' is empty"));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let Value::Object(turn) = item else {
+                return Err(format!("{field}[{i}] must be an object"));
+            };
+            let role =
+                text_field(turn, role_key)?.ok_or(format!("{field}[{i}] has no '{role_key}'"))?;
+            let content = text_field(turn, text_key)?
+                .ok_or(format!("{field}[{i}] has no '{text_key}' string"))?;
+            let role = match role.as_str() {
+                "system" | "developer" => Role::System,
+                "user" | "human" => Role::User,
+                "assistant" | "gpt" | "model" | "bot" => Role::Assistant,
+                other => return Err(format!("{field}[{i}] has unknown role '{other}'")),
+            };
+            Ok(Message { role, content })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles(line: &str) -> Vec<Role> {
+        parse_line(line)
+            .expect("valid record")
+            .iter()
+            .map(|m| m.role)
+            .collect()
+    }
+
+    #[test]
+    fn every_form_is_detected() {
+        use Role::*;
+        assert_eq!(roles(r#"{"prompt": "hi"}"#), [User]);
+        assert_eq!(
+            roles(r#"{"prompt": "hi", "response": "yo", "system": "s"}"#),
+            [System, User, Assistant]
+        );
+        assert_eq!(
+            roles(
+                r#"{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}"#
+            ),
+            [System, User]
+        );
+        assert_eq!(
+            roles(
+                r#"{"conversations": [{"from": "human", "value": "u"}, {"from": "gpt", "value": "a"}]}"#
+            ),
+            [User, Assistant]
+        );
+        assert_eq!(
+            roles(r#"{"instruction": "do", "input": "x", "output": "y"}"#),
+            [User, Assistant]
+        );
+        let m = parse_line(r#"{"instruction": "Sum", "input": "1 2"}"#).expect("alpaca");
+        assert_eq!(m[0].content, "Sum\n\n1 2");
+    }
+
+    #[test]
+    fn bad_lines_say_what_is_wrong() {
+        for (line, want) in [
+            ("{not json", "invalid JSON"),
+            ("[1, 2]", "JSON object"),
+            (r#"{"text": "x"}"#, "no chat record"),
+            (r#"{"prompt": 3}"#, "must be a string"),
+            (r#"{"prompt": "  "}"#, "empty"),
+            (
+                r#"{"messages": [{"role": "alien", "content": "x"}]}"#,
+                "unknown role",
+            ),
+            (
+                r#"{"messages": [{"role": "assistant", "content": "x"}]}"#,
+                "no user turn",
+            ),
+            (r#"{"messages": []}"#, "is empty"),
+        ] {
+            let err = parse_line(line).expect_err(line);
+            assert!(err.contains(want), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn split_response_takes_the_final_assistant_turn() {
+        let rec = |line: &str| PromptRecord {
+            file: "f".into(),
+            line: 1,
+            messages: parse_line(line).expect("ok"),
+        };
+        let r = rec(r#"{"prompt": "q", "response": "a"}"#);
+        assert_eq!(r.split_response().1, Some("a"));
+        assert_eq!(r.split_response().0.len(), 1);
+        assert_eq!(rec(r#"{"prompt": "q"}"#).split_response().1, None);
+    }
+
+    #[test]
+    fn files_report_the_bad_line_or_skip_it() {
+        let dir = std::env::temp_dir().join(format!("distill-src-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("p.jsonl");
+        std::fs::write(&path, "{\"prompt\": \"a\"}\n\n{oops\n{\"prompt\": \"b\"}\n")
+            .expect("write");
+        let err = Source::read(&path, false)
+            .expect_err("bad line")
+            .to_string();
+        assert!(
+            err.contains("p.jsonl:3:") && err.contains("--skip-bad"),
+            "{err}"
+        );
+        let src = Source::read(&path, true).expect("skips");
+        assert_eq!(
+            (src.records.len(), src.skipped, src.records[1].line),
+            (2, 1, 4)
+        );
+        std::fs::write(&path, "\n\n").expect("write");
+        assert!(matches!(
+            Source::read(&path, false),
+            Err(Error::EmptyPrompts(_))
+        ));
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,71 @@
+//! The library's one error type. Messages name the bad value in 'single quotes' and say
+//! what to do about it; the binary adds context with anyhow at the edges.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("'{path}': {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file that should be a GGUF model is missing or is not one.
+    #[error("teacher model '{path}': {reason}")]
+    Gguf {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// llama.cpp refused to load a model or create a context.
+    #[error("llama.cpp: {0}")]
+    Llama(String),
+    /// A prompt record could not be used.
+    #[error("{file}:{line}: {reason}")]
+    Prompt {
+        /// The prompt file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A prompt file holds no usable record.
+    #[error("prompt file '{0}' holds no records: give a JSONL file with one chat record a line")]
+    EmptyPrompts(PathBuf),
+    /// A corpus directory is unreadable, damaged or does not match the request.
+    #[error("corpus '{path}': {reason}")]
+    Corpus {
+        /// The corpus directory or shard.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A safetensors file could not be written or parsed.
+    #[error("safetensors: {0}")]
+    Safetensors(#[from] safetensors::SafeTensorError),
+    /// A JSON document could not be written or parsed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// An argument is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error tagged with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

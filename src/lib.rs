@@ -1,0 +1,18 @@
+//! `distill`: knowledge distillation of chat LLMs from the terminal.
+//!
+//! A llama.cpp teacher records its next-token distributions over prompt corpora
+//! ([`record`]); later stages train, evaluate and chat with a small student. The binary in
+//! `main.rs` only parses arguments and calls [`commands::run`].
+#![deny(unsafe_code)]
+#![deny(clippy::unwrap_used)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod commands;
+pub mod corpus;
+pub mod error;
+pub mod gguf;
+pub mod record;
+pub mod teacher;
+
+pub use error::{Error, Result};

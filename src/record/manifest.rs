@@ -1,0 +1,321 @@
+//! `manifest.json`: who recorded the corpus, how, from what, and which shards are finished.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::write_atomic;
+use crate::teacher::TeacherInfo;
+use crate::{Error, Result};
+
+/// Version of the corpus format this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+/// File name of the manifest inside a corpus directory.
+pub const MANIFEST: &str = "manifest.json";
+
+/// Whether the teacher wrote the responses or scored given ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The teacher answers each prompt.
+    Generate,
+    /// The record's own response is teacher-forced.
+    Score,
+}
+
+/// The settings that shape a corpus. A resumed run must use the same ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordSettings {
+    /// generate or score.
+    pub mode: Mode,
+    /// Log-probabilities stored per target position.
+    pub k: usize,
+    /// Sampling temperature (generate).
+    pub temperature: f32,
+    /// Nucleus mass (generate).
+    pub top_p: f32,
+    /// Seed of the per-record random streams (generate).
+    pub seed: u64,
+    /// Longest response (generate).
+    pub max_new_tokens: usize,
+    /// System prompt added to records that have none.
+    pub system: Option<String>,
+    /// Context length per sequence.
+    pub ctx: usize,
+    /// Sequences decoded together; part of the settings because batch composition can move
+    /// logits in the last bits.
+    pub parallel: usize,
+    /// Records per shard.
+    pub shard_size: usize,
+    /// Whether bad lines were skipped.
+    pub skip_bad: bool,
+    /// CPU threads (informational: does not change results).
+    pub threads: usize,
+}
+
+impl RecordSettings {
+    /// Names of settings that differ in a way that would change the corpus.
+    pub fn differences(&self, other: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |name: &str, a: String, b: String| {
+            if a != b {
+                out.push(format!("{name}: corpus has '{a}', this run asks for '{b}'"));
+            }
+        };
+        check(
+            "--mode",
+            format!("{:?}", self.mode).to_lowercase(),
+            format!("{:?}", other.mode).to_lowercase(),
+        );
+        check("--top-k", self.k.to_string(), other.k.to_string());
+        check("--ctx", self.ctx.to_string(), other.ctx.to_string());
+        check(
+            "--parallel",
+            self.parallel.to_string(),
+            other.parallel.to_string(),
+        );
+        check(
+            "--shard-size",
+            self.shard_size.to_string(),
+            other.shard_size.to_string(),
+        );
+        check(
+            "--skip-bad",
+            self.skip_bad.to_string(),
+            other.skip_bad.to_string(),
+        );
+        check(
+            "--system",
+            format!("{:?}", self.system),
+            format!("{:?}", other.system),
+        );
+        if self.mode == Mode::Generate {
+            check(
+                "--temperature",
+                self.temperature.to_string(),
+                other.temperature.to_string(),
+            );
+            check("--top-p", self.top_p.to_string(), other.top_p.to_string());
+            check("--seed", self.seed.to_string(), other.seed.to_string());
+            check(
+                "--max-new-tokens",
+                self.max_new_tokens.to_string(),
+                other.max_new_tokens.to_string(),
+            );
+        }
+        out
+    }
+}
+
+/// One prompt file of the corpus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// Path as given.
+    pub path: PathBuf,
+    /// sha256 of the file.
+    pub sha256: String,
+    /// Usable records in it.
+    pub records: usize,
+    /// Bad lines skipped.
+    pub skipped: usize,
+}
+
+/// One finished shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// File name inside the corpus directory.
+    pub file: String,
+    /// Sequences in it.
+    pub sequences: usize,
+    /// Tokens in it (prompts and responses).
+    pub tokens: usize,
+    /// Target positions (top-k rows) in it.
+    pub targets: usize,
+    /// Index of its first record over all sources.
+    pub first_record: usize,
+    /// Index of its last record.
+    pub last_record: usize,
+    /// sha256 of the file.
+    pub sha256: String,
+    /// File size.
+    pub bytes: u64,
+}
+
+/// Corpus-wide sums.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Sequences.
+    pub sequences: usize,
+    /// Tokens.
+    pub tokens: usize,
+    /// Target positions.
+    pub targets: usize,
+    /// Bytes of all shards.
+    pub bytes: u64,
+}
+
+/// The manifest of a corpus directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub schema_version: u32,
+    /// The teacher that produced the targets.
+    pub teacher: TeacherInfo,
+    /// How it was recorded.
+    pub record: RecordSettings,
+    /// The prompt files, in order.
+    pub sources: Vec<SourceInfo>,
+    /// Finished shards, in order.
+    pub shards: Vec<ShardInfo>,
+    /// Sums over `shards`.
+    pub totals: Totals,
+    /// Records the run was asked to record (after `--limit`).
+    pub planned_records: usize,
+    /// Whether every planned record is in a shard.
+    pub complete: bool,
+    /// When the corpus was started (UTC, RFC 3339).
+    pub created: String,
+    /// When the manifest was last written.
+    pub updated: String,
+    /// Version of `distill` that wrote it.
+    pub tool_version: String,
+}
+
+impl Manifest {
+    /// Read `dir/manifest.json`; `Ok(None)` if there is none.
+    ///
+    /// # Errors
+    /// [`Error::Corpus`] when it exists but cannot be parsed or has another schema version.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(MANIFEST);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Corpus {
+                path: path.clone(),
+                reason: format!("manifest is not valid JSON: {e}"),
+            })?;
+        let version = value
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(SCHEMA_VERSION)) {
+            return Err(Error::Corpus {
+                path,
+                reason: format!(
+                    "schema_version {version:?}, this build reads {SCHEMA_VERSION}; use a matching distill"
+                ),
+            });
+        }
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| Error::Corpus {
+                path,
+                reason: format!("manifest does not match format v1: {e}"),
+            })
+    }
+
+    /// Recompute totals and write `dir/manifest.json` atomically.
+    ///
+    /// # Errors
+    /// [`Error::Io`] (a full disk included).
+    pub fn write(&mut self, dir: &Path) -> Result<()> {
+        self.totals = Totals {
+            sequences: self.shards.iter().map(|s| s.sequences).sum(),
+            tokens: self.shards.iter().map(|s| s.tokens).sum(),
+            targets: self.shards.iter().map(|s| s.targets).sum(),
+            bytes: self.shards.iter().map(|s| s.bytes).sum(),
+        };
+        self.updated = now_rfc3339();
+        let mut bytes = serde_json::to_vec_pretty(self)?;
+        bytes.push(b'\n');
+        write_atomic(&dir.join(MANIFEST), &bytes)
+    }
+
+    /// Index of the first record not yet in a shard.
+    pub fn next_record(&self) -> usize {
+        self.shards.last().map_or(0, |s| s.last_record + 1)
+    }
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> RecordSettings {
+        RecordSettings {
+            mode: Mode::Generate,
+            k: 64,
+            temperature: 0.7,
+            top_p: 0.9,
+            seed: 1,
+            max_new_tokens: 256,
+            system: None,
+            ctx: 2048,
+            parallel: 8,
+            shard_size: 128,
+            skip_bad: false,
+            threads: 2,
+        }
+    }
+
+    #[test]
+    fn differences_name_the_flags_that_change_the_corpus() {
+        let a = settings();
+        let mut b = a.clone();
+        b.threads = 4;
+        assert!(
+            a.differences(&b).is_empty(),
+            "threads do not change results"
+        );
+        b.k = 32;
+        b.seed = 9;
+        let d = a.differences(&b);
+        assert_eq!(d.len(), 2);
+        assert!(d[0].contains("--top-k") && d[1].contains("--seed"), "{d:?}");
+        let mut score = a.clone();
+        score.mode = Mode::Score;
+        let mut score2 = score.clone();
+        score2.seed = 99;
+        assert!(
+            score.differences(&score2).is_empty(),
+            "sampling settings do not matter when scoring"
+        );
+    }
+
+    #[test]
+    fn timestamps_look_like_rfc3339() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20);
+        assert!(
+            t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+            "{t}"
+        );
+    }
+}

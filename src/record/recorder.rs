@@ -1,0 +1,406 @@
+//! `distill record`: run the teacher over prompt files and write the corpus, one shard at a
+//! time, resuming after the last finished shard.
+//!
+//! Shard i holds the records `[first, first + shard_size)` counted from where the previous
+//! shard stopped, and each shard is decoded from an empty KV cache with per-record random
+//! streams, so a run killed at any moment and started again writes the same bytes.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::manifest::{Manifest, Mode, RecordSettings, SCHEMA_VERSION, SourceInfo, now_rfc3339};
+use super::shard::{self, Shard};
+use crate::corpus::{Message, PromptRecord, Role, Source};
+use crate::gguf::{GgufMeta, hex};
+use crate::teacher::{Job, LlamaTeacher, Rng, Sampling, SessionParams, Stop, TeacherInfo};
+use crate::{Error, Result};
+
+/// Tokens per llama.cpp batch: one ubatch, as llama-bench's prompt test uses.
+pub const N_BATCH: usize = 512;
+
+/// What to record.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// Teacher GGUF.
+    pub teacher: PathBuf,
+    /// Prompt JSONL files.
+    pub prompts: Vec<PathBuf>,
+    /// Corpus directory.
+    pub out: PathBuf,
+    /// Settings stored in the manifest.
+    pub settings: RecordSettings,
+    /// Record at most this many records.
+    pub limit: Option<usize>,
+}
+
+/// Events for a progress display.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The teacher is loaded and the plan is known.
+    Started {
+        /// The teacher.
+        teacher: TeacherInfo,
+        /// Records this run will hold when complete.
+        planned: usize,
+        /// Records already recorded by an earlier run.
+        done: usize,
+    },
+    /// A sequence finished.
+    Sequence {
+        /// Tokens in it (prompt and response).
+        tokens: usize,
+        /// Response tokens.
+        targets: usize,
+        /// The response text.
+        response: String,
+    },
+    /// A shard was written.
+    Shard {
+        /// Records recorded so far, earlier runs included.
+        done: usize,
+    },
+}
+
+/// Figures of a finished run.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Records in the corpus.
+    pub records: usize,
+    /// Records recorded by this run.
+    pub recorded_now: usize,
+    /// Records already there when the run started.
+    pub resumed_from: usize,
+    /// Tokens this run fed or wrote.
+    pub tokens_now: usize,
+    /// Target positions this run stored.
+    pub targets_now: usize,
+    /// Wall time of the decoding, seconds.
+    pub seconds: f64,
+    /// Corpus target positions in total.
+    pub targets: usize,
+    /// Corpus bytes in total.
+    pub bytes: u64,
+    /// Bad lines skipped.
+    pub skipped_bad: usize,
+    /// Records skipped because they do not fit the context.
+    pub skipped_long: usize,
+    /// Responses that ended with end-of-turn / hit max tokens / filled the context.
+    pub stops: [usize; 3],
+}
+
+/// Record (or resume) the corpus described by `cfg`, reporting through `on`.
+///
+/// # Errors
+/// Bad prompts, a bad teacher, a corpus of other settings, llama.cpp and I/O failures.
+pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summary> {
+    let s = &cfg.settings;
+    if s.k == 0 || s.parallel == 0 || s.shard_size == 0 || s.ctx < 16 {
+        return Err(Error::Invalid(
+            "--top-k, --parallel and --shard-size must be at least 1, --ctx at least 16".into(),
+        ));
+    }
+    let meta = GgufMeta::read(&cfg.teacher)?;
+    let sources = cfg
+        .prompts
+        .iter()
+        .map(|p| Source::read(p, s.skip_bad))
+        .collect::<Result<Vec<_>>>()?;
+    let sha = file_sha256(&cfg.teacher)?;
+    let existing = open_dir(&cfg.out)?;
+    if let Some(m) = &existing {
+        check_resume(m, &cfg.out, &sha, &meta, s, &sources)?;
+    }
+    let teacher = LlamaTeacher::load(&cfg.teacher, sha)?;
+    let mut summary = Summary {
+        skipped_bad: sources.iter().map(|x| x.skipped).sum(),
+        ..Summary::default()
+    };
+    let jobs = build_jobs(&teacher, &sources, s, &mut summary.skipped_long)?;
+    let planned = cfg.limit.map_or(jobs.len(), |l| l.min(jobs.len()));
+    let mut manifest = existing.unwrap_or_else(|| new_manifest(&teacher.info, s, &sources));
+    manifest.planned_records = planned;
+    let start = manifest.next_record();
+    summary.resumed_from = start;
+    on(Progress::Started {
+        teacher: teacher.info.clone(),
+        planned,
+        done: start.min(planned),
+    });
+
+    let params = SessionParams {
+        ctx: s.ctx,
+        parallel: s.parallel,
+        n_batch: N_BATCH,
+        threads: s.threads,
+        k: s.k,
+    };
+    let mut session = teacher.session(params)?;
+    let clock = Instant::now();
+    let mut first = start;
+    while first < planned {
+        let last = (first + s.shard_size).min(planned) - 1;
+        let mut batch: Vec<Job> = jobs[first..=last].to_vec();
+        let mut seqs = vec![None; batch.len()];
+        session.run(&mut batch, |i, seq| {
+            let response = teacher.detokenize(&seq.tokens[seq.n_prompt..]);
+            on(Progress::Sequence {
+                tokens: seq.tokens.len(),
+                targets: seq.n_targets(),
+                response,
+            });
+            seqs[i] = Some(seq);
+            Ok(())
+        })?;
+        let mut shard = Shard::new(s.k.min(teacher.info.n_vocab));
+        for seq in seqs.iter().flatten() {
+            shard.push(seq);
+            summary.tokens_now += seq.tokens.len();
+            summary.targets_now += seq.n_targets();
+            match seq.stop {
+                Some(Stop::EndOfTurn) => summary.stops[0] += 1,
+                Some(Stop::Length) => summary.stops[1] += 1,
+                Some(Stop::Context) => summary.stops[2] += 1,
+                _ => {}
+            }
+        }
+        let file = shard::file_name(manifest.shards.len());
+        let (sha256, bytes) = shard.write(&cfg.out.join(&file), teacher.info.n_vocab)?;
+        manifest.shards.push(super::ShardInfo {
+            file,
+            sequences: shard.sequences(),
+            tokens: shard.tokens.len(),
+            targets: shard.targets(),
+            first_record: first,
+            last_record: last,
+            sha256,
+            bytes,
+        });
+        manifest.complete = last + 1 >= planned;
+        manifest.write(&cfg.out)?;
+        summary.recorded_now += last + 1 - first;
+        on(Progress::Shard { done: last + 1 });
+        first = last + 1;
+    }
+    if start >= planned {
+        manifest.complete = true;
+        manifest.write(&cfg.out)?;
+    }
+    summary.seconds = clock.elapsed().as_secs_f64();
+    summary.records = manifest.next_record();
+    summary.targets = manifest.totals.targets;
+    summary.bytes = manifest.totals.bytes;
+    Ok(summary)
+}
+
+/// sha256 of a file, streamed.
+///
+/// # Errors
+/// [`Error::Io`].
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(hex(&h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Prepare the output directory: create it, or read its manifest and drop what a killed run
+/// left behind (temporary files, shards not yet in the manifest).
+fn open_dir(dir: &Path) -> Result<Option<Manifest>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let manifest = Manifest::read(dir)?;
+    let listed: Vec<&str> = manifest
+        .iter()
+        .flat_map(|m| m.shards.iter().map(|s| s.file.as_str()))
+        .collect();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let leftover = name.ends_with(".tmp")
+            || (name.starts_with("shard-") && !listed.contains(&name.as_str()));
+        if leftover {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        } else if manifest.is_none() {
+            return Err(Error::Corpus {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "directory holds '{name}' but no manifest.json; pick an empty or new --out directory"
+                ),
+            });
+        }
+    }
+    if let Some(m) = &manifest {
+        for s in &m.shards {
+            let len = std::fs::metadata(dir.join(&s.file)).map(|md| md.len()).ok();
+            if len != Some(s.bytes) {
+                return Err(Error::Corpus {
+                    path: dir.join(&s.file),
+                    reason: "shard listed in the manifest is missing or has the wrong size; the corpus is damaged, record it again into a new directory".into(),
+                });
+            }
+        }
+    }
+    Ok(manifest)
+}
+
+/// Refuse to extend a corpus made by another teacher, other settings or other prompts.
+fn check_resume(
+    m: &Manifest,
+    dir: &Path,
+    sha: &str,
+    meta: &GgufMeta,
+    s: &RecordSettings,
+    sources: &[Source],
+) -> Result<()> {
+    let refuse = |reason: String| Error::Corpus {
+        path: dir.to_path_buf(),
+        reason: format!(
+            "{reason}; rerun with the original settings to resume, or choose a new --out directory"
+        ),
+    };
+    if m.teacher.sha256 != sha {
+        let fp = meta.tokenizer_fingerprint();
+        let what = if fp == m.teacher.tokenizer_fingerprint {
+            "same tokenizer, other weights"
+        } else {
+            "other tokenizer"
+        };
+        return Err(refuse(format!(
+            "it was recorded by teacher '{}' (sha256 {}), not this one (sha256 {sha}, {what})",
+            m.teacher.file,
+            &m.teacher.sha256[..12.min(m.teacher.sha256.len())]
+        )));
+    }
+    let diffs = m.record.differences(s);
+    if !diffs.is_empty() {
+        return Err(refuse(format!("settings differ: {}", diffs.join("; "))));
+    }
+    let same_sources = m.sources.len() == sources.len()
+        && m.sources
+            .iter()
+            .zip(sources)
+            .all(|(a, b)| a.sha256 == b.sha256);
+    if !same_sources {
+        let was: Vec<String> = m
+            .sources
+            .iter()
+            .map(|x| x.path.display().to_string())
+            .collect();
+        return Err(refuse(format!(
+            "the prompt files differ from the ones recorded ({}) or were edited",
+            was.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn new_manifest(teacher: &TeacherInfo, s: &RecordSettings, sources: &[Source]) -> Manifest {
+    let now = now_rfc3339();
+    Manifest {
+        schema_version: SCHEMA_VERSION,
+        teacher: teacher.clone(),
+        record: s.clone(),
+        sources: sources
+            .iter()
+            .map(|x| SourceInfo {
+                path: x.path.clone(),
+                sha256: x.sha256.clone(),
+                records: x.records.len(),
+                skipped: x.skipped,
+            })
+            .collect(),
+        shards: Vec::new(),
+        totals: Default::default(),
+        planned_records: 0,
+        complete: false,
+        created: now.clone(),
+        updated: now,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// One job per usable record, in source order. Records that do not fit the context are an
+/// error, or skipped (and counted) with `--skip-bad`.
+fn build_jobs(
+    teacher: &LlamaTeacher,
+    sources: &[Source],
+    s: &RecordSettings,
+    skipped: &mut usize,
+) -> Result<Vec<Job>> {
+    let sampling = Sampling {
+        temperature: s.temperature,
+        top_p: s.top_p,
+    };
+    let mut jobs = Vec::new();
+    for rec in sources.iter().flat_map(|x| &x.records) {
+        let job = match build_job(teacher, rec, s, sampling, jobs.len()) {
+            Ok(job) => job,
+            Err(Error::Prompt { .. }) if s.skip_bad => {
+                *skipped += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        jobs.push(job);
+    }
+    Ok(jobs)
+}
+
+fn build_job(
+    teacher: &LlamaTeacher,
+    rec: &PromptRecord,
+    s: &RecordSettings,
+    sampling: Sampling,
+    index: usize,
+) -> Result<Job> {
+    let mut messages: Vec<Message> = Vec::new();
+    if let Some(system) = &s.system
+        && !rec.messages.iter().any(|m| m.role == Role::System)
+    {
+        messages.push(Message {
+            role: Role::System,
+            content: system.clone(),
+        });
+    }
+    messages.extend(rec.messages.iter().cloned());
+    let with_system = PromptRecord {
+        messages,
+        ..rec.clone()
+    };
+    let (context, given) = with_system.split_response();
+    let prompt = teacher.tokenize(&teacher.render_prompt(context)?, true);
+    let response = match (s.mode, given) {
+        (Mode::Score, None) => {
+            return Err(rec.error("no response to score: give a 'response', final assistant turn or 'output' (or use --mode generate)"));
+        }
+        (Mode::Score, Some(text)) => {
+            let mut r = teacher.tokenize(text, false);
+            r.push(teacher.end_of_turn());
+            Some(r)
+        }
+        (Mode::Generate, _) => None,
+    };
+    let need = prompt.len() + response.as_ref().map_or(1, Vec::len);
+    if need > s.ctx {
+        return Err(rec.error(format!(
+            "{need} tokens do not fit the context of {} tokens: raise --ctx (the teacher was trained on {}) or shorten the record",
+            s.ctx,
+            teacher.n_ctx_train()
+        )));
+    }
+    Ok(Job {
+        max_new_tokens: s.max_new_tokens.min(s.ctx - prompt.len()),
+        prompt,
+        response,
+        sampling,
+        rng: Rng::for_record(s.seed, index as u64),
+        ignore_eog: false,
+    })
+}

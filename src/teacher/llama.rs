@@ -1,0 +1,517 @@
+//! [`LlamaTeacher`]: a GGUF model run by llama.cpp (crate `llama-cpp-2`), and [`Session`],
+//! which decodes many sequences together in one batch (continuous batching, as llama.cpp's
+//! `llama-batched` and server do) and turns the logits of every response position into
+//! top-k log-probabilities.
+//!
+//! `LlamaContext` borrows the model and is not `Send`: a session lives on the thread that
+//! made it.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
+use serde::{Deserialize, Serialize};
+
+use super::topk::{self, Rng, Sampling};
+use crate::corpus::Message;
+use crate::gguf::GgufMeta;
+use crate::{Error, Result};
+
+/// The llama.cpp backend, initialised once per process with its logging silenced.
+fn backend() -> Result<&'static LlamaBackend> {
+    static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(
+                llama_cpp_2::LogOptions::default().with_logs_enabled(false),
+            );
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| Error::Llama(format!("cannot initialise the backend: {e}")))
+}
+
+/// What identifies a teacher: stored in every corpus manifest and checked on reuse.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeacherInfo {
+    /// File name of the GGUF.
+    pub file: String,
+    /// Path the GGUF was loaded from (a hint for tools that need the vocabulary again).
+    pub path: PathBuf,
+    /// sha256 of the GGUF file.
+    pub sha256: String,
+    /// `general.architecture`.
+    pub architecture: String,
+    /// Parameter count reported by llama.cpp.
+    pub n_params: u64,
+    /// Vocabulary size.
+    pub n_vocab: usize,
+    /// sha256 over tokenizer model, pre-tokenizer, tokens and merges.
+    pub tokenizer_fingerprint: String,
+    /// The GGUF's chat template (Jinja source as stored).
+    pub chat_template: String,
+}
+
+/// A teacher model loaded by llama.cpp.
+pub struct LlamaTeacher {
+    model: LlamaModel,
+    template: Option<LlamaChatTemplate>,
+    /// Identity and vocabulary facts.
+    pub info: TeacherInfo,
+}
+
+impl LlamaTeacher {
+    /// Load the GGUF at `path`; `sha256` is the file's digest (computed by the caller, who
+    /// usually needs it before loading).
+    ///
+    /// # Errors
+    /// [`Error::Gguf`] for a missing or non-GGUF file, [`Error::Llama`] when llama.cpp refuses it.
+    pub fn load(path: &Path, sha256: String) -> Result<Self> {
+        let meta = GgufMeta::read(path)?;
+        let backend = backend()?;
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()).map_err(|e| {
+            Error::Gguf {
+                path: path.to_path_buf(),
+                reason: format!("llama.cpp cannot load it ({e}); is it a complete model of an architecture llama.cpp supports?"),
+            }
+        })?;
+        let template = model.chat_template(None).ok();
+        let n_vocab = usize::try_from(model.n_vocab())
+            .map_err(|_| Error::Llama("negative vocabulary size".into()))?;
+        let info = TeacherInfo {
+            file: path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
+            sha256,
+            architecture: meta.architecture().unwrap_or("unknown").to_string(),
+            n_params: model.n_params(),
+            n_vocab,
+            tokenizer_fingerprint: meta.tokenizer_fingerprint(),
+            chat_template: meta
+                .str("tokenizer.chat_template")
+                .unwrap_or("")
+                .to_string(),
+        };
+        Ok(Self {
+            model,
+            template,
+            info,
+        })
+    }
+
+    /// Tokens of `text`; `special` adds BOS where the model wants one and parses control
+    /// tokens such as `<|im_start|>` (right for templated prompts, wrong for plain content).
+    pub fn tokenize(&self, text: &str, special: bool) -> Vec<u32> {
+        let vocab = self.model.vocab();
+        vocab
+            .tokenize(text.as_bytes(), special, special)
+            .into_iter()
+            .map(|t| t.0 as u32)
+            .collect()
+    }
+
+    /// Text of one token (control tokens included), lossily decoded.
+    pub fn piece(&self, id: u32) -> String {
+        let bytes = self
+            .model
+            .vocab()
+            .token_to_piece(LlamaToken(id as i32), true, None);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Text of a token sequence, with multi-byte characters split across tokens joined.
+    pub fn detokenize(&self, ids: &[u32]) -> String {
+        let vocab = self.model.vocab();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| vocab.token_to_piece(LlamaToken(id as i32), true, None))
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Whether `id` ends a turn (EOS, EOT, `<|im_end|>`...).
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.model.vocab().is_eog(LlamaToken(id as i32))
+    }
+
+    /// The token that closes an assistant turn, appended to scored responses.
+    pub fn end_of_turn(&self) -> u32 {
+        let vocab = self.model.vocab();
+        let eot = vocab.eot();
+        let tok = if eot.0 >= 0 { eot } else { vocab.eos() };
+        tok.0 as u32
+    }
+
+    /// The conversation rendered with the GGUF's chat template, ending where the assistant's
+    /// answer begins.
+    ///
+    /// # Errors
+    /// [`Error::Llama`] if the model has no chat template or llama.cpp cannot apply it.
+    pub fn render_prompt(&self, messages: &[Message]) -> Result<String> {
+        let template = self.template.as_ref().ok_or_else(|| {
+            Error::Llama(format!(
+                "teacher '{}' has no chat template; use an instruct/chat GGUF",
+                self.info.file
+            ))
+        })?;
+        let chat = messages
+            .iter()
+            .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Llama(format!("bad chat message: {e}")))?;
+        self.model
+            .apply_chat_template(template, &chat, true)
+            .map_err(|e| Error::Llama(format!("cannot apply the chat template: {e}")))
+    }
+
+    /// Training context length of the model.
+    pub fn n_ctx_train(&self) -> usize {
+        self.model.n_ctx_train() as usize
+    }
+
+    /// Open a decoding session.
+    ///
+    /// # Errors
+    /// [`Error::Llama`] when llama.cpp cannot create the context (usually out of memory).
+    pub fn session(&self, params: SessionParams) -> Result<Session<'_>> {
+        let parallel = params.parallel.max(1);
+        let n_ctx = NonZeroU32::new((params.ctx * parallel) as u32);
+        let cparams = LlamaContextParams::default()
+            .with_n_ctx(n_ctx)
+            .with_n_batch(params.n_batch as u32)
+            .with_n_ubatch(params.n_batch as u32)
+            .with_n_seq_max(parallel as u32)
+            .with_n_threads(params.threads as i32)
+            .with_n_threads_batch(params.threads as i32);
+        let ctx = self.model.new_context(backend()?, cparams).map_err(|e| {
+            Error::Llama(format!(
+                "cannot create a context of {} tokens: {e}",
+                params.ctx * parallel
+            ))
+        })?;
+        Ok(Session {
+            teacher: self,
+            ctx,
+            batch: LlamaBatch::new(params.n_batch, parallel as i32),
+            params: SessionParams { parallel, ..params },
+            scratch: Scratch::default(),
+        })
+    }
+}
+
+/// Size and threading of a [`Session`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionParams {
+    /// Context length of each sequence.
+    pub ctx: usize,
+    /// Sequences decoded together.
+    pub parallel: usize,
+    /// Tokens per llama.cpp batch.
+    pub n_batch: usize,
+    /// CPU threads.
+    pub threads: usize,
+    /// Log-probabilities kept per position.
+    pub k: usize,
+}
+
+/// One sequence to decode.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The templated prompt.
+    pub prompt: Vec<u32>,
+    /// `Some`: teacher-force these tokens (score mode). `None`: let the teacher write.
+    pub response: Option<Vec<u32>>,
+    /// Longest response the teacher may write.
+    pub max_new_tokens: usize,
+    /// How to pick tokens when writing.
+    pub sampling: Sampling,
+    /// The job's own random stream.
+    pub rng: Rng,
+    /// Keep writing past end-of-turn tokens (benchmarks only).
+    pub ignore_eog: bool,
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// The teacher ended its turn.
+    EndOfTurn,
+    /// `max_new_tokens` reached.
+    Length,
+    /// The sequence filled its context.
+    Context,
+    /// A given response was scored.
+    Scored,
+}
+
+/// A decoded sequence: prompt then response tokens, and the teacher's top-k at every
+/// position whose next token is a response token (`n_targets` rows of `k`).
+#[derive(Debug, Clone, Default)]
+pub struct Sequence {
+    /// Prompt then response.
+    pub tokens: Vec<u32>,
+    /// Length of the prompt part.
+    pub n_prompt: usize,
+    /// `[n_targets, k]` token ids, row-major.
+    pub topk_ids: Vec<u32>,
+    /// `[n_targets, k]` log-probabilities.
+    pub topk_logprobs: Vec<f32>,
+    /// How it ended (`None` while running).
+    pub stop: Option<Stop>,
+}
+
+impl Sequence {
+    /// Number of response tokens, which equals the number of target rows.
+    pub fn n_targets(&self) -> usize {
+        self.tokens.len() - self.n_prompt
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    select: Vec<(f32, u32)>,
+    weights: Vec<f32>,
+}
+
+/// A running sequence in one of the session's slots.
+struct Slot {
+    job: usize,
+    seq: Sequence,
+    /// Tokens already in the KV cache.
+    fed: usize,
+    /// Full length when teacher-forced.
+    total: usize,
+}
+
+/// A decoding session: one llama.cpp context with `parallel` sequence slots.
+pub struct Session<'m> {
+    teacher: &'m LlamaTeacher,
+    ctx: LlamaContext<'m>,
+    batch: LlamaBatch<'static>,
+    params: SessionParams,
+    scratch: Scratch,
+}
+
+impl Session<'_> {
+    /// The session's settings.
+    pub fn params(&self) -> SessionParams {
+        self.params
+    }
+
+    /// Decode `jobs`, up to `parallel` at a time, calling `done(index, sequence)` as each
+    /// finishes. The batches formed depend only on `jobs` and the parameters, so the same
+    /// jobs give the same logits, however the run was interrupted before.
+    ///
+    /// # Errors
+    /// [`Error::Llama`] if llama.cpp fails to decode or returns non-finite logits.
+    pub fn run(
+        &mut self,
+        jobs: &mut [Job],
+        mut done: impl FnMut(usize, Sequence) -> Result<()>,
+    ) -> Result<()> {
+        let mut slots: Vec<Option<Slot>> = (0..self.params.parallel).map(|_| None).collect();
+        let mut next = 0;
+        self.ctx.clear_kv_cache();
+        loop {
+            for (s, slot) in slots.iter_mut().enumerate() {
+                if slot.is_none() && next < jobs.len() {
+                    self.ctx
+                        .clear_kv_cache_seq(Some(s as u32), None, None)
+                        .map_err(|e| Error::Llama(e.to_string()))?;
+                    *slot = Some(self.start(next, &jobs[next])?);
+                    next += 1;
+                }
+            }
+            if slots.iter().all(Option::is_none) {
+                return Ok(());
+            }
+            let rows = self.fill_batch(&mut slots)?;
+            self.ctx
+                .decode(&mut self.batch)
+                .map_err(|e| Error::Llama(format!("decode failed: {e}")))?;
+            self.consume(&mut slots, &rows, jobs)?;
+            for slot in &mut slots {
+                if slot.as_ref().is_some_and(|s| s.seq.stop.is_some()) {
+                    let s = slot.take().expect("checked is_some above");
+                    done(s.job, s.seq)?;
+                }
+            }
+        }
+    }
+
+    fn start(&self, index: usize, job: &Job) -> Result<Slot> {
+        let mut tokens = job.prompt.clone();
+        let total = match &job.response {
+            Some(r) => {
+                tokens.extend_from_slice(r);
+                tokens.len()
+            }
+            None => job.prompt.len(),
+        };
+        if job.prompt.is_empty() || total > self.params.ctx {
+            return Err(Error::Invalid(format!(
+                "sequence of {total} tokens does not fit the context of {}",
+                self.params.ctx
+            )));
+        }
+        let seq = Sequence {
+            tokens,
+            n_prompt: job.prompt.len(),
+            ..Sequence::default()
+        };
+        Ok(Slot {
+            job: index,
+            seq,
+            fed: 0,
+            total,
+        })
+    }
+
+    /// Put the next tokens of every slot into the batch: first one token for each writing
+    /// slot, then prompt chunks while room is left. Returns, per logits row in batch order,
+    /// its slot and its position in the batch.
+    fn fill_batch(&mut self, slots: &mut [Option<Slot>]) -> Result<Vec<(usize, i32)>> {
+        self.batch.clear();
+        let mut rows = Vec::new();
+        let cap = self.params.n_batch;
+        let add = |batch: &mut LlamaBatch, tok: u32, pos: usize, s: usize, logits: bool| {
+            batch
+                .add(LlamaToken(tok as i32), pos as i32, &[s as i32], logits)
+                .map_err(|e| Error::Llama(format!("batch: {e}")))
+        };
+        // Writing slots: the last sampled token, whose logits pick the next one.
+        for (s, slot) in slots.iter_mut().enumerate() {
+            let Some(slot) = slot else { continue };
+            if slot.fed > 0 && slot.fed < slot.seq.tokens.len() && slot.fed >= slot.total {
+                rows.push((s, self.batch.n_tokens()));
+                add(
+                    &mut self.batch,
+                    slot.seq.tokens[slot.fed],
+                    slot.fed,
+                    s,
+                    true,
+                )?;
+                slot.fed += 1;
+            }
+        }
+        for (s, slot) in slots.iter_mut().enumerate() {
+            let Some(slot) = slot else { continue };
+            while slot.fed < slot.total && (self.batch.n_tokens() as usize) < cap {
+                let pos = slot.fed;
+                // Logits wherever the next token is a response token.
+                let wants =
+                    pos + 1 >= slot.seq.n_prompt && pos + 1 < slot.total.max(slot.seq.n_prompt + 1);
+                if wants {
+                    rows.push((s, self.batch.n_tokens()));
+                }
+                add(&mut self.batch, slot.seq.tokens[pos], pos, s, wants)?;
+                slot.fed += 1;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Turn each logits row into top-k log-probs; let writing slots pick their next token.
+    fn consume(
+        &mut self,
+        slots: &mut [Option<Slot>],
+        rows: &[(usize, i32)],
+        jobs: &mut [Job],
+    ) -> Result<()> {
+        let k = self.params.k.min(self.teacher.info.n_vocab);
+        let logits: Vec<&[f32]> = rows
+            .iter()
+            .map(|&(_, pos)| self.ctx.get_logits_ith(pos))
+            .collect();
+        let mut ids = vec![0u32; rows.len() * k];
+        let mut lps = vec![0f32; rows.len() * k];
+        extract_rows(&logits, k, &mut ids, &mut lps)?;
+        for (i, &(s, _)) in rows.iter().enumerate() {
+            let slot = slots[s].as_mut().expect("a row belongs to a live slot");
+            slot.seq
+                .topk_ids
+                .extend_from_slice(&ids[i * k..(i + 1) * k]);
+            slot.seq
+                .topk_logprobs
+                .extend_from_slice(&lps[i * k..(i + 1) * k]);
+            if slot.fed < slot.total {
+                continue; // teacher-forced: more prompt or response to feed
+            }
+            let job = &mut jobs[slot.job];
+            if job.response.is_some() {
+                slot.seq.stop = Some(Stop::Scored);
+                continue;
+            }
+            let row = logits[i];
+            let argmax = ids[i * k];
+            let m = row[argmax as usize];
+            let next = topk::sample(
+                row,
+                m,
+                argmax,
+                job.sampling,
+                &mut job.rng,
+                &mut self.scratch.weights,
+                &mut self.scratch.select,
+            );
+            slot.seq.tokens.push(next);
+            let written = slot.seq.n_targets();
+            slot.seq.stop = if self.teacher.is_eog(next) && !job.ignore_eog {
+                Some(Stop::EndOfTurn)
+            } else if written >= job.max_new_tokens {
+                Some(Stop::Length)
+            } else if slot.seq.tokens.len() >= self.params.ctx {
+                Some(Stop::Context)
+            } else {
+                None
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Top-k of every row, split over two threads when there are many rows.
+fn extract_rows(rows: &[&[f32]], k: usize, ids: &mut [u32], lps: &mut [f32]) -> Result<()> {
+    let work = |rows: &[&[f32]], ids: &mut [u32], lps: &mut [f32]| -> bool {
+        let mut scratch = Vec::with_capacity(256);
+        rows.iter().enumerate().all(|(i, row)| {
+            topk::log_softmax_top_k(
+                row,
+                k,
+                &mut ids[i * k..(i + 1) * k],
+                &mut lps[i * k..(i + 1) * k],
+                &mut scratch,
+            )
+            .is_some()
+        })
+    };
+    let ok = if rows.len() >= 16 {
+        let half = rows.len() / 2;
+        let (ids_a, ids_b) = ids.split_at_mut(half * k);
+        let (lps_a, lps_b) = lps.split_at_mut(half * k);
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| work(&rows[half..], ids_b, lps_b));
+            let a = work(&rows[..half], ids_a, lps_a);
+            a & h.join().unwrap_or(false)
+        })
+    } else {
+        work(rows, ids, lps)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Llama(
+            "the teacher produced NaN or infinite logits".into(),
+        ))
+    }
+}

@@ -1,0 +1,100 @@
+//! Shared helpers: the teacher's path, temp directories, running the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The real teacher: `TEACHER_GGUF` or the default path scripts/setup.sh fills.
+pub fn teacher() -> PathBuf {
+    let path = std::env::var_os("TEACHER_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        path.exists(),
+        "teacher GGUF '{}' missing: run scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Write a text file and return its path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write file");
+    path
+}
+
+/// The distill binary with `args`.
+pub fn distill_cmd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_distill"));
+    cmd.args(args);
+    cmd
+}
+
+/// Run distill and return its output.
+pub fn distill<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    distill_cmd(args).output().expect("run distill")
+}
+
+/// Run distill, insist on success, return stdout.
+pub fn distill_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = distill(args);
+    assert!(
+        out.status.success(),
+        "distill failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run distill, insist on failure, return stderr.
+pub fn distill_err<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = distill(args);
+    assert!(
+        !out.status.success(),
+        "distill should have failed; stdout:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `record` arguments for a small, fast corpus.
+pub fn record_args(prompts: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "record".into(),
+        "--teacher".into(),
+        teacher().display().to_string(),
+        "--prompts".into(),
+        prompts.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--quiet".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Prompt records in every accepted form, ending where the teacher should answer.
+pub const PROMPTS_EVERY_FORM: &str = r#"{"prompt": "Name three primary colors."}
+{"messages": [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "What is 2 + 2?"}]}
+{"conversations": [{"from": "human", "value": "Hi!"}, {"from": "gpt", "value": "Hello! How can I help?"}, {"from": "human", "value": "Tell me a fun fact about octopuses."}]}
+{"instruction": "Translate to French.", "input": "Good morning"}
+{"prompt": "Write a haiku about rain.", "system": "You are a poet."}
+{"instruction": "List two fruits that are yellow."}
+"#;
+
+/// Records with responses in every accepted form, for score mode.
+pub const SCORED_EVERY_FORM: &str = r#"{"prompt": "What is the capital of France?", "response": "The capital of France is Paris."}
+{"messages": [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hello there!"}]}
+{"conversations": [{"from": "human", "value": "Is water wet?"}, {"from": "gpt", "value": "Water makes other things wet."}]}
+{"instruction": "Add the numbers.", "input": "2 and 3", "output": "2 + 3 = 5"}
+"#;

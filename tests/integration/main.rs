@@ -1,0 +1,5 @@
+//! Integration tests: one binary, one file per flow. They drive the real `distill` binary
+//! and the real teacher GGUF fetched by scripts/setup.sh.
+
+mod common;
+mod record;
