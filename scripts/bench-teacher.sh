@@ -25,8 +25,8 @@ set -euo pipefail
 #                             records no commit; its tree is newer than 0c1e57098:
 #                             LLAMA_SESSION_VERSION 11, new clef model, ...)
 #   llama-cpp-python 0.3.36 : ggml 0.25.3, llama.cpp b11312 = 0c1e57098bba (newest on
-#                             PyPI; the CPU backend differs from the crate's only in
-#                             a handful of files)
+#                             PyPI; its ggml-cpu differs from the crate's in 11 files,
+#                             ggml-cpu.c, ops.cpp, repack.cpp, sgemm.cpp among them)
 #   llama-cpp-python 0.3.35 : ggml 0.20.0, llama.cpp 4df29be4f (much further away)
 # The sdist's git metadata is a depth-1 clone (it would report build number 1), so the
 # real build number and commit are handed to cmake explicitly.
@@ -120,9 +120,13 @@ fi
 # --- 3. Our binary ------------------------------------------------------------------
 # Built before any measurement so that the benchmarks run back to back on an idle CPU.
 distill_bin=${CARGO_TARGET_DIR:-target}/release/distill
-if ((!llama_only && cargo_build)); then
+distill_note=""
+if ((llama_only)); then
+    distill_note="not run (--llama-only)"
+elif ((cargo_build)); then
     log "cargo build --release"
-    cargo build --release >&2 || log "warning: cargo build failed; distill figures will be missing"
+    # A failed build must not let a stale binary stand in for the current code.
+    cargo build --release >&2 || distill_note="missing: \`cargo build --release\` failed"
 fi
 
 # --- 4. Measurements ----------------------------------------------------------------
@@ -131,10 +135,30 @@ batched_cmd=("$batched_bin" -m "$gguf" -t "$threads" -c 4096 -b 2048 -ub 512
     -npp 128 -ntg 128 -npl 1,8 --output-format jsonl)
 distill_cmd=("$distill_bin" bench teacher --teacher "$gguf" --threads "$threads" --json)
 
+# Two cores leave no headroom: a compile in the background halves the figures (and
+# OpenMP's spinning threads can collapse under it), so every run also records how
+# much of the machine something else took meanwhile, steal time included.
+stat_busy() { # busy CPU-seconds of the whole machine, and its CPU count
+    awk -v hz="$(getconf CLK_TCK)" '/^cpu /{b=($2+$3+$4+$7+$8+$9)/hz} /^cpu[0-9]/{n++}
+        END{print b, n}' /proc/stat
+}
+cpu_secs() { # sum the m/s times that bash's `times` wrote to file $1
+    awk '{for (i=1;i<=NF;i++) {split($i,a,"m"); t+=a[1]*60+a[2]}} END{print t}' "$1"
+}
 run() { # run NAME CMD...: stdout to $work/NAME.out, stderr to $work/NAME.err
     local name=$1; shift
     log "running: $*"
-    "$@" >"$work/$name.out" 2>"$work/$name.err"
+    local before t0 rc=0
+    # `times` must run in this shell (a redirect, never $(...)): in a subshell it
+    # reports zeros. Its second line is what our children used.
+    before=$(stat_busy); t0=$(date +%s.%N); times >"$work/times0"
+    "$@" >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+    times >"$work/times1"
+    awk -v b0="${before% *}" -v n="${before#* }" -v t0="$t0" \
+        -v o0="$(cpu_secs "$work/times0")" -v o1="$(cpu_secs "$work/times1")" \
+        -v b1="$(stat_busy | cut -d' ' -f1)" -v t1="$(date +%s.%N)" \
+        'BEGIN{x=(b1-b0-(o1-o0))/((t1-t0)*n)*100; printf "%.0f\n", x<0?0:(x>100?100:x)}' >"$work/$name.load"
+    return "$rc"
 }
 
 run llama-bench "${bench_cmd[@]}" \
@@ -142,19 +166,26 @@ run llama-bench "${bench_cmd[@]}" \
 run batched-bench "${batched_cmd[@]}" \
     || { tail -n 20 "$work/batched-bench.err" >&2; die "llama-batched-bench failed"; }
 
-distill_note=""
-if ((llama_only)); then
-    distill_note="not run (--llama-only)"
-elif [[ ! -x "$distill_bin" ]]; then
-    distill_note="missing: $distill_bin not built"
-elif ! run distill "${distill_cmd[@]}"; then
-    tail -n 20 "$work/distill.err" >&2
-    distill_note="missing: \`distill bench teacher\` failed"
+if [[ -z "$distill_note" ]]; then
+    if [[ ! -x "$distill_bin" ]]; then
+        distill_note="missing: $distill_bin not built"
+    elif ! run distill "${distill_cmd[@]}"; then
+        tail -n 20 "$work/distill.err" >&2
+        distill_note="missing: \`distill bench teacher\` failed"
+    fi
 fi
 
 # --- 5. Report ----------------------------------------------------------------------
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-cmd_str() { printf '%q ' "$@" | sed 's/ $//'; }
+cmd_str() { # shell-quoted only where needed, repo paths made relative
+    local a out=()
+    for a in "$@"; do
+        a=${a#"$repo_root"/}
+        [[ $a =~ ^[A-Za-z0-9_./,:=+-]+$ ]] || a=$(printf '%q' "$a")
+        out+=("$a")
+    done
+    echo "${out[*]}"
+}
 
 WORK=$work MARKDOWN=$markdown DISTILL_NOTE=$distill_note \
 CPU=${cpu:-unknown} NPROC=$(nproc) DATE=$(date -u '+%Y-%m-%d %H:%M UTC') \
@@ -231,7 +262,7 @@ for metric, v, sd, d in rows:
 
 build = f"llama.cpp b{info.get('build_number')} ({info.get('build_commit')}), from llama-cpp-python {env['LCP_VERSION']} sources"
 facts = [
-    ("machine", f"{env['CPU']}, nproc {env['NPROC']}, {info.get('cpu_info', '')}".rstrip(", ")),
+    ("machine", ", ".join(dict.fromkeys([env["CPU"], info.get("cpu_info") or env["CPU"]])) + f", nproc {env['NPROC']}"),
     ("date", env["DATE"]),
     ("threads", env["THREADS_USED"] + (f" (distill reports {ours['threads']})" if "threads" in ours else "")),
     ("model", f"{os.path.basename(env['GGUF'])} ({info.get('model_type', '')}, {info.get('model_size', 0) / 2**20:.1f} MiB)"),
@@ -240,6 +271,13 @@ facts = [
 if note:
     facts.append(("distill", note))
 cmds = [env["BENCH_CMD"], env["BATCHED_CMD"], env["DISTILL_CMD"]]
+load = {n: int(read(n + ".load")) for n in ("llama-bench", "batched-bench", "distill") if read(n + ".load")}
+facts.append(("bg load", ", ".join(f"{n} {p}%" for n, p in load.items())
+              + " of the CPUs used by other processes while it ran"))
+if max(load.values()) > 5:
+    warning = "the machine was busy during the runs: these figures are not representative"
+    print("bench-teacher: warning: " + warning, file=sys.stderr)  # seen even if stdout is a file
+    facts.append(("warning", warning))
 
 if env["MARKDOWN"] == "1":
     print("| " + " | ".join(table[0]) + " |")

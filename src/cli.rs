@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::record::Mode;
+use crate::student::Preset;
+use crate::train::schedule::Schedule;
 
 /// Where `scripts/setup.sh` puts the default teacher.
 pub const DEFAULT_TEACHER: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -27,15 +29,136 @@ pub enum Command {
     ///
     /// Example: distill record --prompts prompts/train.jsonl --out data/train
     #[command(verbatim_doc_comment)]
-    Record(RecordArgs),
+    Record(Box<RecordArgs>),
     /// Show what a corpus holds: teacher, settings, counts, and a decoded sample.
     ///
     /// Example: distill inspect data/train
     #[command(verbatim_doc_comment)]
     Inspect(InspectArgs),
+    /// Train a small student on a recorded corpus (KD loss mixed with hard labels).
+    ///
+    /// Example: distill train --corpus data/train --out data/student --steps 300
+    #[command(verbatim_doc_comment)]
+    Train(Box<TrainArgs>),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// How the student's weights start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitKind {
+    /// Normal(0, 0.02) weights at the --preset or explicit sizes.
+    Random,
+    /// The teacher's embeddings, final norm and --layers, dequantized from its GGUF.
+    Teacher,
+}
+
+/// Arguments of `distill train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Corpus directory written by `distill record`.
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Student directory (a Hugging Face model directory plus training state).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Teacher GGUF (for tokenizer.json and --init teacher; default: the corpus's teacher).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Student size preset (random init).
+    #[arg(long, value_enum, default_value_t = Preset::Base)]
+    pub preset: Preset,
+    /// Override the preset's hidden size.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Override the preset's layer count.
+    #[arg(long)]
+    pub layers_n: Option<usize>,
+    /// Override the preset's attention heads.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Override the preset's key/value heads.
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Override the preset's MLP width.
+    #[arg(long)]
+    pub intermediate: Option<usize>,
+    /// random, or teacher (DistilBERT-style: keep some of the teacher's layers).
+    #[arg(long, value_enum, default_value_t = InitKind::Random)]
+    pub init: InitKind,
+    /// Teacher blocks kept by --init teacher.
+    #[arg(long, value_delimiter = ',', default_value = "0,6,12,18,24,29")]
+    pub layers: Vec<usize>,
+    /// Weight of hard-label cross-entropy: 1 = plain training, 0 = pure distillation.
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f32,
+    /// Distillation temperature.
+    #[arg(long, default_value_t = 2.0)]
+    pub temperature: f32,
+    /// Divergence to the teacher: fkl (forward KL), rkl (reverse KL), jsd (generalised JSD).
+    #[arg(long, default_value = "fkl", value_parser = ["fkl", "rkl", "jsd"])]
+    pub loss: String,
+    /// JSD's weight on the teacher.
+    #[arg(long, default_value_t = 0.5)]
+    pub jsd_beta: f32,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Warm-up steps.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    /// Learning-rate schedule after warm-up.
+    #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
+    pub schedule: Schedule,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f64,
+    /// Clip the gradient norm (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f64,
+    /// Windows per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Optimizer steps (default: one epoch unless --epochs).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Epochs over the training windows.
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    /// Stop (and checkpoint) after this many minutes.
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Held-out share of the corpus for validation.
+    #[arg(long, default_value_t = 0.05)]
+    pub valid_fraction: f64,
+    /// A separate validation corpus (overrides --valid-fraction).
+    #[arg(long)]
+    pub valid_corpus: Option<PathBuf>,
+    /// Validate every N steps (0 = at the end only).
+    #[arg(long, default_value_t = 50)]
+    pub eval_every: usize,
+    /// Checkpoint every N steps (0 = at the end only).
+    #[arg(long, default_value_t = 50)]
+    pub save_every: usize,
+    /// Seed of initialisation and data order.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// The teacher model.
@@ -127,6 +250,38 @@ pub enum BenchCommand {
     /// Example: distill bench teacher --threads 2
     #[command(verbatim_doc_comment)]
     Teacher(BenchTeacherArgs),
+    /// Student training throughput and memory at a given size, on synthetic teacher targets
+    /// with the default teacher's vocabulary; reports the share of measured matmul peak.
+    ///
+    /// Example: distill bench train --preset base --batch 8 --seq-len 256
+    #[command(verbatim_doc_comment)]
+    Train(BenchTrainArgs),
+}
+
+/// Arguments of `distill bench train`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchTrainArgs {
+    /// Student size.
+    #[arg(long, value_enum, default_value_t = Preset::Base)]
+    pub preset: Preset,
+    /// Windows per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Vocabulary size.
+    #[arg(long, default_value_t = 49152)]
+    pub vocab: usize,
+    /// Teacher log-probs per target.
+    #[arg(long, default_value_t = 64)]
+    pub top_k: usize,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `distill bench teacher`.

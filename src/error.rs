@@ -49,6 +49,9 @@ pub enum Error {
     /// A safetensors file could not be written or parsed.
     #[error("safetensors: {0}")]
     Safetensors(#[from] safetensors::SafeTensorError),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
     /// A JSON document could not be written or parsed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

@@ -13,6 +13,8 @@ pub mod corpus;
 pub mod error;
 pub mod gguf;
 pub mod record;
+pub mod student;
 pub mod teacher;
+pub mod train;
 
 pub use error::{Error, Result};

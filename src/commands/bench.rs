@@ -147,3 +147,115 @@ fn timed_run(
     shard.write(&dir.join("bench.safetensors"), teacher.info.n_vocab)?;
     Ok(counted as f64 / clock.elapsed().as_secs_f64())
 }
+
+/// `distill bench train`: seconds per optimizer step, tokens/s, peak RSS and the share of
+/// the machine's f32 matmul peak (model FLOPs = 6 x params x tokens).
+pub fn train(args: &crate::cli::BenchTrainArgs) -> anyhow::Result<()> {
+    use crate::student::{Student, StudentConfig, io};
+    use crate::train::loss::{Divergence, LossConfig, Targets, kd_loss};
+    use crate::train::optim::{AdamW, AdamWParams};
+    use candle_core::{DType, Device, Tensor};
+
+    let peak = matmul_gflops()?;
+    let cfg = StudentConfig::preset(args.preset, args.vocab);
+    let vm = io::var_map(&io::random_weights(&cfg, 1)?)?;
+    let student = Student::new(
+        &cfg,
+        candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )?;
+    let vars = vm
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut opt = AdamW::new(vars, AdamWParams::default())?;
+    let (b, t, k) = (args.batch, args.seq_len, args.top_k.min(args.vocab));
+    let mut rng = Rng::for_record(3, 0);
+    let n = b * t;
+    let ids: Vec<u32> = (0..n)
+        .map(|_| (rng.next_u64() % args.vocab as u64) as u32)
+        .collect();
+    let targets = Targets {
+        labels: (0..n)
+            .map(|_| (rng.next_u64() % args.vocab as u64) as u32)
+            .collect(),
+        topk_ids: (0..n * k)
+            .map(|i| ((i % k) * 7 + i / k) as u32 % args.vocab as u32)
+            .collect(),
+        topk_logprobs: (0..n * k).map(|i| -1.0 - (i % k) as f32 * 0.1).collect(),
+        k,
+    };
+    let loss_cfg = LossConfig {
+        alpha: 0.5,
+        temperature: 2.0,
+        divergence: Divergence::Fkl,
+        chunk_rows: 256,
+    };
+    let input = Tensor::from_vec(ids, (b, t), &Device::Cpu)?;
+    let mut times = Vec::new();
+    for step in 0..=args.steps {
+        let clock = Instant::now();
+        let h = student.hidden(&input)?.reshape((n, cfg.hidden_size))?;
+        let (loss, _) = kd_loss(&h, student.output_weight(), &targets, &loss_cfg)?;
+        let grads = opt.collect(&loss.backward()?)?;
+        opt.step(&grads, 1e-4, 1.0)?;
+        if step > 0 {
+            times.push(clock.elapsed().as_secs_f64());
+        }
+    }
+    let secs = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    let tok_s = n as f64 / secs;
+    let model_gflops = 6.0 * cfg.n_params() as f64 * n as f64 / 1e9;
+    let share = model_gflops / secs / peak;
+    let rss = peak_rss_mb();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"params": cfg.n_params(), "batch": b, "seq_len": t, "step_s": secs, "tok_s": tok_s, "peak_rss_mb": rss, "matmul_peak_gflops": peak, "share_of_peak": share})
+        );
+    } else {
+        println!(
+            "student {:.1}M params | batch {b} x {t} | vocab {} | top-k {k}",
+            cfg.n_params() as f64 / 1e6,
+            args.vocab
+        );
+        println!("step      {secs:8.2} s   ({tok_s:.0} tok/s)");
+        println!(
+            "matmul    {peak:8.1} GFLOP/s measured peak; model {:.1} GFLOP/s = {:.0}% of peak",
+            model_gflops / secs,
+            100.0 * share
+        );
+        println!("peak RSS  {rss:8.0} MB");
+    }
+    Ok(())
+}
+
+/// Measured f32 matmul throughput of this machine in candle, GFLOP/s (best of 3).
+fn matmul_gflops() -> anyhow::Result<f64> {
+    use candle_core::{Device, Tensor};
+    let (m, kd, n) = (1024, 512, 4096);
+    let a = Tensor::ones((m, kd), candle_core::DType::F32, &Device::Cpu)?;
+    let b = Tensor::ones((kd, n), candle_core::DType::F32, &Device::Cpu)?;
+    let mut best = f64::MAX;
+    for _ in 0..4 {
+        let clock = Instant::now();
+        let c = a.matmul(&b)?;
+        let _ = c.sum_all()?;
+        best = best.min(clock.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (m * kd * n) as f64 / best / 1e9)
+}
+
+/// Peak resident set size of this process in MB (VmHWM), 0 where unknown.
+pub(crate) fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -4,6 +4,7 @@
 mod bench;
 mod inspect;
 mod record;
+mod train;
 
 use crate::cli::{BenchCommand, Cli, Command};
 
@@ -15,7 +16,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Record(args) => record::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Train(args) => train::run(&args),
         Command::Bench(BenchCommand::Teacher(args)) => bench::teacher(&args),
+        Command::Bench(BenchCommand::Train(args)) => bench::train(&args),
     }
 }
 

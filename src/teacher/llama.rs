@@ -25,7 +25,10 @@ use crate::gguf::GgufMeta;
 use crate::{Error, Result};
 
 /// The llama.cpp backend, initialised once per process with its logging silenced.
-fn backend() -> Result<&'static LlamaBackend> {
+///
+/// # Errors
+/// [`Error::Llama`] if llama.cpp cannot initialise.
+pub fn backend() -> Result<&'static LlamaBackend> {
     static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {

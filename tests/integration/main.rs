@@ -3,3 +3,5 @@
 
 mod common;
 mod record;
+mod tokenizer;
+mod train;

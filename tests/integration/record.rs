@@ -14,14 +14,9 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::common::*;
 
+/// The process's one llama.cpp backend, shared with the library.
 fn backend() -> &'static LlamaBackend {
-    static B: OnceLock<LlamaBackend> = OnceLock::new();
-    B.get_or_init(|| {
-        llama_cpp_2::send_logs_to_tracing(
-            llama_cpp_2::LogOptions::default().with_logs_enabled(false),
-        );
-        LlamaBackend::init().expect("backend")
-    })
+    distill::teacher::llama::backend().expect("backend")
 }
 
 fn model() -> &'static LlamaModel {
@@ -32,9 +27,8 @@ fn model() -> &'static LlamaModel {
     })
 }
 
-/// Full-vocabulary log-softmax (in f64) of llama.cpp's logits at every position of one
-/// sequence, decoded alone: the reference a corpus must agree with.
-fn direct_log_softmax(tokens: &[u32]) -> Vec<Vec<f64>> {
+/// llama.cpp's logits at every position of one sequence, decoded alone.
+pub fn direct_logits(tokens: &[u32]) -> Vec<Vec<f32>> {
     let params = LlamaContextParams::default()
         .with_n_ctx(std::num::NonZeroU32::new(2048))
         .with_n_batch(2048)
@@ -50,8 +44,16 @@ fn direct_log_softmax(tokens: &[u32]) -> Vec<Vec<f64>> {
     }
     ctx.decode(&mut batch).expect("decode");
     (0..tokens.len())
-        .map(|p| {
-            let z = ctx.get_logits_ith(p as i32);
+        .map(|p| ctx.get_logits_ith(p as i32).to_vec())
+        .collect()
+}
+
+/// Full-vocabulary log-softmax (in f64) of [`direct_logits`]: the reference a corpus must
+/// agree with.
+fn direct_log_softmax(tokens: &[u32]) -> Vec<Vec<f64>> {
+    direct_logits(tokens)
+        .into_iter()
+        .map(|z| {
             let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
             let lse = m + z.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
             z.iter().map(|&x| x as f64 - lse).collect()

@@ -1,0 +1,156 @@
+//! Student weights: random initialisation, the Hugging Face directory on disk, and the
+//! candle `VarMap` that training updates.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+
+use super::config::StudentConfig;
+use crate::record::write_atomic;
+use crate::teacher::Rng;
+use crate::{Error, Result};
+
+/// Weights by Hugging Face name.
+pub type Weights = HashMap<String, Tensor>;
+
+/// Every parameter's HF name and shape, in a fixed order.
+pub fn param_shapes(cfg: &StudentConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let kv = cfg.num_key_value_heads * cfg.head_dim();
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, h])];
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        for (name, shape) in [
+            ("self_attn.q_proj.weight", vec![h, h]),
+            ("self_attn.k_proj.weight", vec![kv, h]),
+            ("self_attn.v_proj.weight", vec![kv, h]),
+            ("self_attn.o_proj.weight", vec![h, h]),
+            ("mlp.gate_proj.weight", vec![i, h]),
+            ("mlp.up_proj.weight", vec![i, h]),
+            ("mlp.down_proj.weight", vec![h, i]),
+            ("input_layernorm.weight", vec![h]),
+            ("post_attention_layernorm.weight", vec![h]),
+        ] {
+            out.push((format!("{p}.{name}"), shape));
+        }
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    if !cfg.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![v, h]));
+    }
+    out
+}
+
+/// Normal(0, 0.02) matrices and unit norms, from a seeded generator (candle's CPU device
+/// cannot be seeded).
+///
+/// # Errors
+/// Tensor allocation failures.
+pub fn random_weights(cfg: &StudentConfig, seed: u64) -> Result<Weights> {
+    let mut rng = Rng::for_record(seed, u64::MAX);
+    let mut out = Weights::new();
+    for (name, shape) in param_shapes(cfg) {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = if shape.len() == 1 {
+            vec![1.0; n]
+        } else {
+            (0..n).map(|_| 0.02 * normal(&mut rng)).collect()
+        };
+        out.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
+    }
+    Ok(out)
+}
+
+/// A standard normal draw (Box-Muller).
+fn normal(rng: &mut Rng) -> f32 {
+    let u1 = rng.uniform().max(1e-300);
+    let u2 = rng.uniform();
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+/// Check that `weights` has exactly the parameters of `cfg`, with the right shapes.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the first mismatch.
+pub fn check_weights(cfg: &StudentConfig, weights: &Weights) -> Result<()> {
+    for (name, shape) in param_shapes(cfg) {
+        let t = weights
+            .get(&name)
+            .ok_or_else(|| Error::Invalid(format!("weights lack '{name}'")))?;
+        if t.dims() != shape.as_slice() {
+            return Err(Error::Invalid(format!(
+                "'{name}' has shape {:?}, config wants {shape:?}",
+                t.dims()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Trainable variables holding `weights`.
+///
+/// # Errors
+/// Tensor copies failing.
+pub fn var_map(weights: &Weights) -> Result<VarMap> {
+    let vm = VarMap::new();
+    {
+        let mut data = vm
+            .data()
+            .lock()
+            .map_err(|_| Error::Invalid("var map lock poisoned".into()))?;
+        for (name, t) in weights {
+            data.insert(name.clone(), Var::from_tensor(&t.to_dtype(DType::F32)?)?);
+        }
+    }
+    Ok(vm)
+}
+
+/// The current values of a `VarMap`, by name.
+///
+/// # Errors
+/// A poisoned lock.
+pub fn weights_of(vm: &VarMap) -> Result<Weights> {
+    let data = vm
+        .data()
+        .lock()
+        .map_err(|_| Error::Invalid("var map lock poisoned".into()))?;
+    Ok(data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect())
+}
+
+/// Save tensors as safetensors, atomically.
+///
+/// # Errors
+/// [`Error::Io`] or serialization errors.
+pub fn save_tensors(path: &Path, tensors: &Weights) -> Result<()> {
+    let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.clone(), v)), None)?;
+    write_atomic(path, &bytes)
+}
+
+/// Load a safetensors file onto the CPU.
+///
+/// # Errors
+/// [`Error::Io`] when missing, candle errors when damaged.
+pub fn load_tensors(path: &Path) -> Result<Weights> {
+    if !path.exists() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "file not found"),
+        ));
+    }
+    Ok(candle_core::safetensors::load(path, &Device::Cpu)?)
+}
+
+/// Write `config.json` atomically.
+///
+/// # Errors
+/// [`Error::Io`].
+pub fn save_config(dir: &Path, cfg: &StudentConfig) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(cfg)?;
+    bytes.push(b'\n');
+    write_atomic(&dir.join("config.json"), &bytes)
+}

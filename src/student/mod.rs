@@ -1,0 +1,11 @@
+//! The student: a small Llama-architecture decoder in candle with the teacher's vocabulary,
+//! stored as a Hugging Face model directory.
+
+pub mod config;
+pub mod init;
+pub mod io;
+pub mod model;
+pub mod tokenizer;
+
+pub use config::{Preset, StudentConfig};
+pub use model::Student;

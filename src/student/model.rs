@@ -1,0 +1,368 @@
+//! The student network: a Llama decoder (Touvron et al. 2023, arXiv:2302.13971) — RMSNorm,
+//! rotary position embeddings in the Hugging Face `rotate_half` layout, grouped-query
+//! attention, SwiGLU MLP — shaped after candle-transformers' `models/llama.rs`.
+//!
+//! Unlike that file, `forward` returns logits for every position (training needs them) and
+//! every op is differentiable: candle's fused `rms_norm`, `rope` and `softmax_last_dim` have
+//! no backward, so they are spelled out here from elementary ops.
+
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use super::config::StudentConfig;
+
+/// x / sqrt(mean(x^2) + eps) * w, over the last dimension.
+fn rms_norm(xs: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    let ms = xs.sqr()?.mean_keepdim(D::Minus1)?;
+    xs.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
+}
+
+/// Softmax over the last dimension from differentiable ops (the max is a constant shift).
+fn softmax(xs: &Tensor) -> Result<Tensor> {
+    let max = xs.max_keepdim(D::Minus1)?.detach();
+    let e = xs.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// [x1, x2] -> [-x2, x1] over the last dimension's halves.
+fn rotate_half(xs: &Tensor) -> Result<Tensor> {
+    let half = xs.dim(D::Minus1)? / 2;
+    let x1 = xs.narrow(D::Minus1, 0, half)?;
+    let x2 = xs.narrow(D::Minus1, half, half)?;
+    Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)
+}
+
+/// Precomputed RoPE tables, [max_pos, head_dim] each.
+#[derive(Debug, Clone)]
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(cfg: &StudentConfig, dev: &Device) -> Result<Self> {
+        let hd = cfg.head_dim();
+        let inv: Vec<f32> = (0..hd / 2)
+            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f32 / hd as f32))
+            .collect();
+        let n = cfg.max_position_embeddings;
+        let inv = Tensor::from_vec(inv, (1, hd / 2), dev)?;
+        let pos = Tensor::arange(0u32, n as u32, dev)?
+            .to_dtype(DType::F32)?
+            .reshape((n, 1))?;
+        let freqs = pos.broadcast_mul(&inv)?; // [n, hd/2]
+        let freqs = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // [n, hd]
+        Ok(Self {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+        })
+    }
+
+    /// Rotate `xs` [b, heads, t, hd] for positions offset..offset+t.
+    fn apply(&self, xs: &Tensor, offset: usize) -> Result<Tensor> {
+        let t = xs.dim(2)?;
+        let cos = self.cos.narrow(0, offset, t)?;
+        let sin = self.sin.narrow(0, offset, t)?;
+        xs.broadcast_mul(&cos)? + rotate_half(xs)?.broadcast_mul(&sin)?
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim());
+        let kv = cfg.num_key_value_heads * hd;
+        Ok(Self {
+            q: candle_nn::linear_no_bias(h, h, vb.pp("q_proj"))?,
+            k: candle_nn::linear_no_bias(h, kv, vb.pp("k_proj"))?,
+            v: candle_nn::linear_no_bias(h, kv, vb.pp("v_proj"))?,
+            o: candle_nn::linear_no_bias(h, h, vb.pp("o_proj"))?,
+            heads: cfg.num_attention_heads,
+            kv_heads: cfg.num_key_value_heads,
+            head_dim: hd,
+        })
+    }
+
+    /// [b, t, heads * hd] -> [b, heads, t, hd]
+    fn split(&self, xs: &Tensor, heads: usize) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        xs.reshape((b, t, heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// Repeat each key/value head for the query heads that share it.
+    fn repeat_kv(&self, xs: Tensor) -> Result<Tensor> {
+        let n = self.heads / self.kv_heads;
+        if n == 1 {
+            return Ok(xs);
+        }
+        let (b, kvh, t, hd) = xs.dims4()?;
+        xs.unsqueeze(2)?
+            .broadcast_as((b, kvh, n, t, hd))?
+            .reshape((b, kvh * n, t, hd))
+    }
+
+    fn forward(&self, xs: &Tensor, rope: &Rope, mask: &Tensor) -> Result<Tensor> {
+        let (b, t, h) = xs.dims3()?;
+        let q = rope.apply(&self.split(&self.q.forward(xs)?, self.heads)?, 0)?;
+        let k = rope.apply(&self.split(&self.k.forward(xs)?, self.kv_heads)?, 0)?;
+        let v = self.split(&self.v.forward(xs)?, self.kv_heads)?;
+        let (k, v) = (
+            self.repeat_kv(k)?.contiguous()?,
+            self.repeat_kv(v)?.contiguous()?,
+        );
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?; // [b, heads, t, t]
+        let y = softmax(&att)?.matmul(&v)?; // [b, heads, t, hd]
+        self.o.forward(&y.transpose(1, 2)?.reshape((b, t, h))?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate: candle_nn::linear_no_bias(h, i, vb.pp("gate_proj"))?,
+            up: candle_nn::linear_no_bias(h, i, vb.pp("up_proj"))?,
+            down: candle_nn::linear_no_bias(i, h, vb.pp("down_proj"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.down
+            .forward(&(self.gate.forward(xs)?.silu()? * self.up.forward(xs)?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    attn: Attention,
+    mlp: Mlp,
+    norm1: Tensor,
+    norm2: Tensor,
+    eps: f64,
+}
+
+impl Block {
+    fn new(cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            norm1: vb.pp("input_layernorm").get(h, "weight")?,
+            norm2: vb.pp("post_attention_layernorm").get(h, "weight")?,
+            eps: cfg.rms_norm_eps,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, rope: &Rope, mask: &Tensor) -> Result<Tensor> {
+        let xs = (xs
+            + self
+                .attn
+                .forward(&rms_norm(xs, &self.norm1, self.eps)?, rope, mask)?)?;
+        &xs + self.mlp.forward(&rms_norm(&xs, &self.norm2, self.eps)?)?
+    }
+}
+
+/// The student: token ids in, next-token logits at every position out.
+#[derive(Debug, Clone)]
+pub struct Student {
+    embed: Embedding,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    lm_head: Tensor,
+    rope: Rope,
+    eps: f64,
+}
+
+impl Student {
+    /// Build from weights under Hugging Face names (`model.layers.{i}.self_attn.q_proj.weight`...).
+    ///
+    /// # Errors
+    /// A weight is missing or has the wrong shape.
+    pub fn new(cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
+        let m = vb.pp("model");
+        let embed = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
+        let blocks = (0..cfg.num_hidden_layers)
+            .map(|i| Block::new(cfg, m.pp(format!("layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.embeddings().clone()
+        } else {
+            vb.pp("lm_head")
+                .get((cfg.vocab_size, cfg.hidden_size), "weight")?
+        };
+        Ok(Self {
+            norm: m.pp("norm").get(cfg.hidden_size, "weight")?,
+            rope: Rope::new(cfg, vb.device())?,
+            eps: cfg.rms_norm_eps,
+            embed,
+            blocks,
+            lm_head,
+        })
+    }
+
+    /// Final-normed hidden states, [b, t, hidden], for ids [b, t].
+    ///
+    /// # Errors
+    /// Shape errors, or a sequence longer than `max_position_embeddings`.
+    pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        let mask = causal_mask(t, ids.device())?;
+        let mut xs = self.embed.forward(ids)?;
+        for block in &self.blocks {
+            xs = block.forward(&xs, &self.rope, &mask)?;
+        }
+        rms_norm(&xs, &self.norm, self.eps)
+    }
+
+    /// The output projection, [vocab, hidden] (the embeddings when tied).
+    pub fn output_weight(&self) -> &Tensor {
+        &self.lm_head
+    }
+
+    /// Logits at every position, [b, t, vocab].
+    ///
+    /// # Errors
+    /// As [`Student::hidden`].
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.hidden(ids)?.broadcast_matmul(&self.lm_head.t()?)
+    }
+}
+
+/// 0 on and below the diagonal, -inf above: [t, t].
+fn causal_mask(t: usize, dev: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (t, t), dev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::student::io;
+    use candle_nn::VarMap;
+
+    fn tiny() -> (StudentConfig, VarMap, Student) {
+        let cfg = StudentConfig::tiny_test();
+        let vm = io::var_map(&io::random_weights(&cfg, 5).expect("init")).expect("vars");
+        let s = Student::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+            .expect("student");
+        (cfg, vm, s)
+    }
+
+    /// A scalar that depends on every logit: sum(logits * fixed pseudo-random weights).
+    fn probe(s: &Student, ids: &Tensor) -> Tensor {
+        let logits = s.forward(ids).expect("forward");
+        let n = logits.elem_count();
+        let w: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 17) as f32 / 17.0 - 0.5)
+            .collect();
+        let w = Tensor::from_vec(w, logits.shape(), &Device::Cpu).expect("w");
+        (logits * w).expect("mul").sum_all().expect("sum")
+    }
+
+    fn ids() -> Tensor {
+        Tensor::new(
+            &[[1u32, 5, 9, 33, 2, 63], [7, 7, 0, 12, 40, 3]],
+            &Device::Cpu,
+        )
+        .expect("ids")
+    }
+
+    #[test]
+    fn forward_returns_logits_for_every_position() {
+        let (cfg, _, s) = tiny();
+        assert_eq!(
+            s.forward(&ids()).expect("forward").dims(),
+            &[2, 6, cfg.vocab_size]
+        );
+    }
+
+    #[test]
+    fn every_parameter_receives_a_gradient() {
+        let (_, vm, s) = tiny();
+        let grads = probe(&s, &ids()).backward().expect("backward");
+        for (name, var) in vm.data().lock().expect("lock").iter() {
+            let g = grads
+                .get(var)
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let norm = g
+                .sqr()
+                .expect("sqr")
+                .sum_all()
+                .expect("sum")
+                .to_scalar::<f32>()
+                .expect("scalar");
+            assert!(norm > 0.0, "zero gradient for {name}");
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (_, vm, s) = tiny();
+        let ids = ids();
+        let grads = probe(&s, &ids).backward().expect("backward");
+        let data = vm.data().lock().expect("lock");
+        for name in [
+            "model.layers.0.self_attn.q_proj.weight",
+            "model.layers.1.mlp.down_proj.weight",
+            "model.norm.weight",
+            "model.embed_tokens.weight",
+            "model.layers.0.input_layernorm.weight",
+        ] {
+            let var = &data[name];
+            let g = grads
+                .get(var)
+                .expect("grad")
+                .flatten_all()
+                .expect("flat")
+                .to_vec1::<f32>()
+                .expect("vec");
+            let w0 = var
+                .as_tensor()
+                .flatten_all()
+                .expect("flat")
+                .to_vec1::<f32>()
+                .expect("vec");
+            // The largest-gradient entry: clear of float noise.
+            let i = (0..g.len())
+                .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+                .expect("nonempty");
+            let eps = 1e-2;
+            let at = |delta: f32| {
+                let mut w = w0.clone();
+                w[i] += delta;
+                var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).expect("t"))
+                    .expect("set");
+                probe(&s, &ids).to_scalar::<f32>().expect("scalar")
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            at(0.0);
+            assert!(
+                (numeric - g[i]).abs() <= 0.05 * g[i].abs() + 1e-3,
+                "{name}[{i}]: autograd {} vs numeric {numeric}",
+                g[i]
+            );
+        }
+    }
+}

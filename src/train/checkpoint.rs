@@ -1,0 +1,140 @@
+//! Checkpoints: weights, optimizer moments and the run's position, committed by one atomic
+//! write of `train_state.json`.
+//!
+//! Tensors go to `checkpoint/step-NNNNNN.{model,optim}.safetensors` first; only then does
+//! `train_state.json` name that step. A run killed at any moment leaves the state file
+//! pointing at complete files. The top-level `model.safetensors` (the Hugging Face
+//! directory's weights) is refreshed after each commit.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::optim::AdamW;
+use crate::record::write_atomic;
+use crate::student::io::{self, Weights};
+use crate::{Error, Result};
+
+/// The teacher identity a student was trained against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeacherId {
+    /// Teacher GGUF file name.
+    pub file: String,
+    /// Vocabulary size.
+    pub n_vocab: usize,
+    /// Tokenizer fingerprint (see `GgufMeta::tokenizer_fingerprint`).
+    pub tokenizer_fingerprint: String,
+}
+
+/// Everything needed to continue a run as if it never stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Epoch of the next batch.
+    pub epoch: u64,
+    /// Index of the next window in that epoch's order.
+    pub cursor: usize,
+    /// Lines of `metrics.jsonl` written up to `step`.
+    pub metrics_lines: usize,
+    /// Best validation loss seen.
+    pub best_valid: Option<f64>,
+    /// Seconds of training so far.
+    pub elapsed: f64,
+    /// Directory-relative stem of the checkpoint files.
+    pub checkpoint: String,
+    /// Teacher the corpus came from.
+    pub teacher: TeacherId,
+    /// The run's settings, as JSON (compared on resume).
+    pub settings: serde_json::Value,
+}
+
+/// Path of the state file in a student directory.
+pub fn state_path(dir: &Path) -> PathBuf {
+    dir.join("train_state.json")
+}
+
+impl TrainState {
+    /// Read `dir/train_state.json`, `Ok(None)` if absent.
+    ///
+    /// # Errors
+    /// [`Error::Json`] when damaged.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        match std::fs::read(state_path(dir)) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(state_path(dir), e)),
+        }
+    }
+}
+
+/// Save weights and moments, then commit `state`, then drop older checkpoint files.
+///
+/// # Errors
+/// [`Error::Io`] (a full disk included): the previous checkpoint then stays valid.
+pub fn save(dir: &Path, weights: &Weights, opt: &AdamW, state: &mut TrainState) -> Result<()> {
+    let ck = dir.join("checkpoint");
+    std::fs::create_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
+    let stem = format!("checkpoint/step-{:06}", state.step);
+    io::save_tensors(&dir.join(format!("{stem}.model.safetensors")), weights)?;
+    let mut moments = Weights::new();
+    for (name, m) in &opt.m {
+        moments.insert(format!("m.{name}"), m.clone());
+    }
+    for (name, v) in &opt.v {
+        moments.insert(format!("v.{name}"), v.clone());
+    }
+    moments.insert(
+        "t".into(),
+        candle_core::Tensor::new(&[opt.t as f32], &candle_core::Device::Cpu)?,
+    );
+    io::save_tensors(&dir.join(format!("{stem}.optim.safetensors")), &moments)?;
+    state.checkpoint = stem.clone();
+    let mut bytes = serde_json::to_vec_pretty(state)?;
+    bytes.push(b'\n');
+    write_atomic(&state_path(dir), &bytes)?;
+    io::save_tensors(&dir.join("model.safetensors"), weights)?;
+    for entry in std::fs::read_dir(&ck)
+        .map_err(|e| Error::io(&ck, e))?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&stem["checkpoint/".len()..]) {
+            std::fs::remove_file(entry.path()).ok();
+        }
+    }
+    Ok(())
+}
+
+/// Load the weights and moments named by `state` into `opt` (whose variables must exist).
+///
+/// # Errors
+/// Missing or damaged checkpoint files.
+pub fn load(dir: &Path, state: &TrainState, opt: &mut AdamW) -> Result<()> {
+    let weights = io::load_tensors(&dir.join(format!("{}.model.safetensors", state.checkpoint)))?;
+    let moments = io::load_tensors(&dir.join(format!("{}.optim.safetensors", state.checkpoint)))?;
+    let missing =
+        |n: &str| Error::Invalid(format!("checkpoint '{}' lacks '{n}'", state.checkpoint));
+    for (name, var) in opt.vars() {
+        var.set(weights.get(name).ok_or_else(|| missing(name))?)?;
+    }
+    let names: Vec<String> = opt.vars().iter().map(|(n, _)| n.clone()).collect();
+    for name in names {
+        let m = moments
+            .get(&format!("m.{name}"))
+            .ok_or_else(|| missing(&name))?
+            .clone();
+        let v = moments
+            .get(&format!("v.{name}"))
+            .ok_or_else(|| missing(&name))?
+            .clone();
+        opt.m.insert(name.clone(), m);
+        opt.v.insert(name, v);
+    }
+    let t = moments
+        .get("t")
+        .ok_or_else(|| missing("t"))?
+        .to_vec1::<f32>()?;
+    opt.t = t.first().copied().unwrap_or(0.0) as u64;
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! `distill train` on a corpus recorded by the real teacher, and the student directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use distill::student::{Student, StudentConfig, init, io};
+
+use crate::common::*;
+
+/// A small corpus recorded once for all training tests.
+fn corpus() -> &'static PathBuf {
+    static C: OnceLock<PathBuf> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir = temp_dir("train-corpus");
+        let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/train.jsonl");
+        let out = dir.join("corpus");
+        distill_ok(&record_args(
+            &prompts,
+            &out,
+            &["--limit", "24", "--max-new-tokens", "48", "--top-k", "16"],
+        ));
+        out
+    })
+}
+
+fn metrics(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .filter(|v| v["kind"] == kind)
+        .collect()
+}
+
+fn train_args(out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = ["train", "--corpus"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    a.push(corpus().display().to_string());
+    a.extend([
+        "--out".to_string(),
+        out.display().to_string(),
+        "--quiet".into(),
+    ]);
+    // Defaults for a fast run; a flag given in `extra` replaces its default.
+    for pair in [
+        ["--preset", "small"],
+        ["--batch", "4"],
+        ["--seq-len", "64"],
+        ["--lr", "3e-3"],
+        ["--warmup", "5"],
+    ] {
+        if !extra.contains(&pair[0]) {
+            a.extend(pair.iter().map(|s| s.to_string()));
+        }
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+#[test]
+fn training_lowers_the_loss_and_raises_agreement() {
+    let out = temp_dir("train-learns").join("student");
+    let stdout = distill_ok(&train_args(
+        &out,
+        &[
+            "--steps",
+            "80",
+            "--eval-every",
+            "40",
+            "--valid-fraction",
+            "0.1",
+        ],
+    ));
+    assert!(stdout.contains("valid"), "{stdout}");
+    let steps = metrics(&out, "train");
+    assert_eq!(steps.len(), 80);
+    let mean = |xs: &[serde_json::Value], key: &str| {
+        xs.iter()
+            .map(|v| v[key].as_f64().expect("number"))
+            .sum::<f64>()
+            / xs.len() as f64
+    };
+    let (first, last) = (&steps[..10], &steps[70..]);
+    assert!(
+        mean(last, "loss") < 0.7 * mean(first, "loss"),
+        "loss {} -> {}",
+        mean(first, "loss"),
+        mean(last, "loss")
+    );
+    let (t0, t1) = (mean(first, "top1"), mean(last, "top1"));
+    assert!(
+        t1 >= 2.0 * t0 && t1 >= t0 + 0.05,
+        "top-1 agreement {t0} -> {t1}"
+    );
+    let valid = metrics(&out, "valid");
+    assert_eq!(valid.len(), 2);
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "train_state.json",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // The directory loads in candle-transformers' Llama and agrees with our forward pass.
+    assert_candle_transformers_agrees(&out);
+}
+
+fn assert_candle_transformers_agrees(dir: &Path) {
+    use candle_transformers::models::llama as hf;
+    let cfg = StudentConfig::read(dir).expect("config");
+    let weights = io::load_tensors(&dir.join("model.safetensors")).expect("weights");
+    let ours = Student::new(
+        &cfg,
+        VarBuilder::from_tensors(weights.clone(), DType::F32, &Device::Cpu),
+    )
+    .expect("student");
+    let hf_cfg: hf::LlamaConfig =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("read"))
+            .expect("LlamaConfig");
+    let hf_cfg = hf_cfg.into_config(false);
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    let model = hf::Llama::load(vb, &hf_cfg).expect("candle-transformers loads the student");
+    let mut cache = hf::Cache::new(false, DType::F32, &hf_cfg, &Device::Cpu).expect("cache");
+    let ids = Tensor::new(&[[1u32, 520, 33, 9000, 17, 4, 48000, 2]], &Device::Cpu).expect("ids");
+    let theirs = model
+        .forward(&ids, 0, &mut cache)
+        .expect("forward")
+        .flatten_all()
+        .expect("flat")
+        .to_vec1::<f32>()
+        .expect("vec");
+    let all = ours.forward(&ids).expect("forward");
+    let last = all
+        .get(0)
+        .expect("b")
+        .get(7)
+        .expect("t")
+        .to_vec1::<f32>()
+        .expect("vec");
+    let diff = last
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-3, "max |logit difference| {diff}");
+}
+
+#[test]
+fn killed_training_resumes_with_the_same_losses() {
+    let dir = temp_dir("train-resume");
+    let whole = dir.join("whole");
+    let args = |out: &Path| {
+        train_args(
+            out,
+            &["--steps", "24", "--save-every", "4", "--eval-every", "0"],
+        )
+    };
+    distill_ok(&args(&whole));
+    let killed = dir.join("killed");
+    let mut child = distill_cmd(&args(&killed)).spawn().expect("spawn");
+    let clock = Instant::now();
+    while clock.elapsed() < Duration::from_secs(120) {
+        let saved = std::fs::read_to_string(killed.join("train_state.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+        if saved.is_some_and(|v| v["step"].as_u64().is_some_and(|s| s >= 8))
+            || child.try_wait().expect("poll").is_some()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    assert!(
+        metrics(&killed, "train").len() < 24,
+        "the kill came too late"
+    );
+    let mut resume = args(&killed);
+    resume.push("--resume".into());
+    distill_ok(&resume);
+    let (a, b) = (metrics(&whole, "train"), metrics(&killed, "train"));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        let (lx, ly) = (
+            x["loss"].as_f64().expect("loss"),
+            y["loss"].as_f64().expect("loss"),
+        );
+        assert!(
+            (lx - ly).abs() <= 1e-4 * lx.abs().max(1.0),
+            "step {}: {lx} vs {ly}",
+            x["step"]
+        );
+    }
+    let err = distill_err(&args(&killed));
+    assert!(err.contains("--resume"), "{err}");
+}
+
+#[test]
+fn teacher_initialised_student_with_all_layers_matches_llama_cpp() {
+    let all: Vec<usize> = (0..30).collect();
+    let (cfg, w) = init::from_teacher(&teacher(), &all).expect("from teacher");
+    assert_eq!(
+        (cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size),
+        (576, 30, 49152)
+    );
+    let student =
+        Student::new(&cfg, VarBuilder::from_tensors(w, DType::F32, &Device::Cpu)).expect("student");
+    let t = distill::teacher::LlamaTeacher::load(&teacher(), String::new()).expect("teacher");
+    let ids = t.tokenize(
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+        true,
+    );
+    let input = Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).expect("ids");
+    let logits = student
+        .forward(&input)
+        .expect("forward")
+        .get(0)
+        .expect("b")
+        .to_vec2::<f32>()
+        .expect("vec");
+    let reference = crate::record::direct_logits(&ids);
+    let mut same_top1 = 0;
+    for (ours, theirs) in logits.iter().zip(&reference) {
+        let am = |v: &[f32]| {
+            v.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+                .0
+        };
+        same_top1 += usize::from(am(ours) == am(theirs));
+    }
+    assert!(
+        same_top1 * 10 >= ids.len() * 9,
+        "top-1 agrees on {same_top1} of {} positions",
+        ids.len()
+    );
+}
+
+#[test]
+fn bad_training_inputs_get_clear_errors() {
+    let dir = temp_dir("train-bad");
+    let err = distill_err(&[
+        "train",
+        "--corpus",
+        dir.to_str().expect("utf-8"),
+        "--out",
+        dir.join("s").to_str().expect("utf-8"),
+    ]);
+    assert!(err.contains("no manifest.json"), "{err}");
+    // A validation corpus from a teacher with another tokenizer.
+    let other = dir.join("other");
+    copy_dir(corpus(), &other);
+    let path = other.join("manifest.json");
+    let text = std::fs::read_to_string(&path).expect("manifest");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    v["teacher"]["tokenizer_fingerprint"] = "0".repeat(64).into();
+    v["teacher"]["file"] = "other-teacher.gguf".into();
+    std::fs::write(&path, v.to_string()).expect("write");
+    let err = distill_err(&train_args(
+        &dir.join("s1"),
+        &[
+            "--steps",
+            "2",
+            "--valid-corpus",
+            other.to_str().expect("utf-8"),
+        ],
+    ));
+    assert!(
+        err.contains("other-teacher.gguf")
+            && err.contains("SmolLM2")
+            && err.contains("tokenizers differ"),
+        "{err}"
+    );
+    let err = distill_err(&{
+        let mut a = train_args(&dir.join("s2"), &["--steps", "2"]);
+        a[2] = other.display().to_string();
+        a
+    });
+    assert!(err.contains("another tokenizer"), "{err}");
+    // An absurd learning rate: the loss blows up and the run stops, naming the fix.
+    let out = dir.join("nan");
+    let err = distill_err(&train_args(
+        &out,
+        &[
+            "--steps",
+            "30",
+            "--lr",
+            "1e12",
+            "--grad-clip",
+            "0",
+            "--save-every",
+            "1",
+            "--warmup",
+            "0",
+        ],
+    ));
+    assert!(err.contains("loss became") && err.contains("--lr"), "{err}");
+    assert!(
+        out.join("train_state.json").exists() || err.contains("step 1;"),
+        "a good checkpoint is kept: {err}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}
