@@ -40,9 +40,74 @@ pub enum Command {
     /// Example: distill train --corpus data/train --out data/student --steps 300
     #[command(verbatim_doc_comment)]
     Train(Box<TrainArgs>),
+    /// Compare a student with its teacher: KLD statistics, top-1 agreement, perplexity,
+    /// and speed in llama.cpp and candle.
+    ///
+    /// Example: distill eval --student data/student --corpus data/valid
+    #[command(verbatim_doc_comment)]
+    Eval(Box<EvalArgs>),
+    /// Write a student as a GGUF that llama.cpp, ollama and LM Studio run, with the
+    /// teacher's tokenizer and chat template.
+    ///
+    /// Example: distill export --student data/student --out student.gguf --quant q8_0
+    #[command(verbatim_doc_comment)]
+    Export(ExportArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// Formats `distill export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One GGUF file for llama.cpp.
+    Gguf,
+}
+
+/// Arguments of `distill export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Student directory written by `distill train`.
+    #[arg(long)]
+    pub student: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Gguf)]
+    pub format: ExportFormat,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Storage of the weight matrices (norms stay f32).
+    #[arg(long, value_enum, default_value_t = crate::student::export::Quant::F16)]
+    pub quant: crate::student::export::Quant,
+    /// Teacher GGUF to copy the tokenizer from (default: the one in train_state.json).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+}
+
+/// Arguments of `distill eval`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// Teacher GGUF (must be the one that recorded --corpus).
+    #[arg(long, default_value = DEFAULT_TEACHER)]
+    pub teacher: PathBuf,
+    /// Student: a student directory (run in candle) or a GGUF (run in llama.cpp).
+    #[arg(long)]
+    pub student: PathBuf,
+    /// More students to put beside it (e.g. a hard-label baseline).
+    #[arg(long)]
+    pub compare: Vec<PathBuf>,
+    /// Held-out corpus recorded by the teacher.
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Where report.json and report.md go.
+    #[arg(long, default_value = "data/eval")]
+    pub out: PathBuf,
+    /// CPU threads for every engine (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Quality only.
+    #[arg(long)]
+    pub no_speed: bool,
 }
 
 /// How the student's weights start.
@@ -256,6 +321,21 @@ pub enum BenchCommand {
     /// Example: distill bench train --preset base --batch 8 --seq-len 256
     #[command(verbatim_doc_comment)]
     Train(BenchTrainArgs),
+    /// Speed of one model in one engine, as JSON (eval runs this in a child process so that
+    /// peak memory is the model's own).
+    #[command(hide = true)]
+    Model(BenchModelArgs),
+}
+
+/// Arguments of `distill bench model`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchModelArgs {
+    /// GGUF (llama.cpp) or student directory (candle).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// CPU threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
 }
 
 /// Arguments of `distill bench train`.

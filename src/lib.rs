@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod corpus;
 pub mod error;
+pub mod eval;
 pub mod gguf;
 pub mod record;
 pub mod student;

@@ -209,7 +209,7 @@ pub fn train(args: &crate::cli::BenchTrainArgs) -> anyhow::Result<()> {
     let tok_s = n as f64 / secs;
     let model_gflops = 6.0 * cfg.n_params() as f64 * n as f64 / 1e9;
     let share = model_gflops / secs / peak;
-    let rss = peak_rss_mb();
+    let rss = crate::eval::speed::peak_rss_mb();
     if args.json {
         println!(
             "{}",
@@ -246,16 +246,4 @@ fn matmul_gflops() -> anyhow::Result<f64> {
         best = best.min(clock.elapsed().as_secs_f64());
     }
     Ok(2.0 * (m * kd * n) as f64 / best / 1e9)
-}
-
-/// Peak resident set size of this process in MB (VmHWM), 0 where unknown.
-pub(crate) fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -2,6 +2,8 @@
 //! print results. Errors get context here (anyhow); the library stays typed.
 
 mod bench;
+mod eval;
+mod export;
 mod inspect;
 mod record;
 mod train;
@@ -19,6 +21,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Bench(BenchCommand::Teacher(args)) => bench::teacher(&args),
         Command::Bench(BenchCommand::Train(args)) => bench::train(&args),
+        Command::Bench(BenchCommand::Model(args)) => eval::bench_model(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Export(args) => export::run(&args),
     }
 }
 

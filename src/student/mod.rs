@@ -2,6 +2,7 @@
 //! stored as a Hugging Face model directory.
 
 pub mod config;
+pub mod export;
 pub mod init;
 pub mod io;
 pub mod model;

@@ -311,6 +311,80 @@ impl Session<'_> {
         self.params
     }
 
+    /// Decode one sequence (slot 0) and hand `f(position, logits)` the full logits at each
+    /// position where `wanted[position]` is true.
+    ///
+    /// # Errors
+    /// [`Error::Llama`] when decoding fails or the sequence exceeds the context.
+    pub fn logits_at(
+        &mut self,
+        tokens: &[u32],
+        wanted: &[bool],
+        mut f: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        if tokens.len() > self.params.ctx {
+            return Err(Error::Invalid(format!(
+                "sequence of {} tokens exceeds the context of {}",
+                tokens.len(),
+                self.params.ctx
+            )));
+        }
+        self.ctx.clear_kv_cache();
+        for (c, chunk) in tokens.chunks(self.params.n_batch).enumerate() {
+            self.batch.clear();
+            let base = c * self.params.n_batch;
+            for (j, &t) in chunk.iter().enumerate() {
+                let out = wanted.get(base + j).copied().unwrap_or(false);
+                self.batch
+                    .add(LlamaToken(t as i32), (base + j) as i32, &[0], out)
+                    .map_err(|e| Error::Llama(format!("batch: {e}")))?;
+            }
+            self.ctx
+                .decode(&mut self.batch)
+                .map_err(|e| Error::Llama(format!("decode failed: {e}")))?;
+            for j in 0..chunk.len() {
+                if wanted.get(base + j).copied().unwrap_or(false) {
+                    f(base + j, self.ctx.get_logits_ith(j as i32));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Time greedy generation of `n_gen` tokens after `prompt`: returns (seconds to the first
+    /// token, i.e. prompt processing plus one pick; seconds for the remaining `n_gen - 1`).
+    ///
+    /// # Errors
+    /// [`Error::Llama`] when decoding fails.
+    pub fn time_generation(&mut self, prompt: &[u32], n_gen: usize) -> Result<(f64, f64)> {
+        self.ctx.clear_kv_cache();
+        let clock = std::time::Instant::now();
+        let mut last = 0u32;
+        self.logits_at(
+            prompt,
+            &[vec![false; prompt.len() - 1], vec![true]].concat(),
+            |_, z| last = argmax(z),
+        )?;
+        let ttft = clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
+        for i in 0..n_gen.saturating_sub(1) {
+            self.batch.clear();
+            self.batch
+                .add(
+                    LlamaToken(last as i32),
+                    (prompt.len() + i) as i32,
+                    &[0],
+                    true,
+                )
+                .map_err(|e| Error::Llama(format!("batch: {e}")))?;
+            self.ctx
+                .decode(&mut self.batch)
+                .map_err(|e| Error::Llama(format!("decode failed: {e}")))?;
+            last = argmax(self.ctx.get_logits_ith(0));
+        }
+        Ok((ttft, clock.elapsed().as_secs_f64()))
+    }
+
     /// Decode `jobs`, up to `parallel` at a time, calling `done(index, sequence)` as each
     /// finishes. The batches formed depend only on `jobs` and the parameters, so the same
     /// jobs give the same logits, however the run was interrupted before.
@@ -481,6 +555,16 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// Index of the largest logit.
+pub fn argmax(z: &[f32]) -> u32 {
+    z.iter()
+        .enumerate()
+        .fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| {
+            if x > b.1 { (i, x) } else { b }
+        })
+        .0 as u32
 }
 
 /// Top-k of every row, split over two threads when there are many rows.

@@ -20,6 +20,9 @@ use crate::{Error, Result};
 pub struct TeacherId {
     /// Teacher GGUF file name.
     pub file: String,
+    /// Where the teacher GGUF was when the corpus was recorded.
+    #[serde(default)]
+    pub path: PathBuf,
     /// Vocabulary size.
     pub n_vocab: usize,
     /// Tokenizer fingerprint (see `GgufMeta::tokenizer_fingerprint`).

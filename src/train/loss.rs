@@ -183,7 +183,8 @@ fn validate(h: &Tensor, w: &Tensor, t: &Targets, cfg: &LossConfig) -> Result<()>
         Divergence::Jsd { beta } => beta > 0.0 && beta < 1.0,
         _ => true,
     };
-    if !(0.0..=1.0).contains(&cfg.alpha) || !(cfg.temperature > 0.0) || !beta_ok {
+    let temperature_ok = cfg.temperature.is_finite() && cfg.temperature > 0.0;
+    if !(0.0..=1.0).contains(&cfg.alpha) || !temperature_ok || !beta_ok {
         bail!("kd_loss: need alpha in [0, 1], temperature > 0 and JSD beta in (0, 1); got {cfg:?}");
     }
     Ok(())

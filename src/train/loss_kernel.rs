@@ -70,12 +70,22 @@ struct KdPart {
 
 /// Loss and statistics of one row of logits `z`. When `grad` is given, `z` is replaced by
 /// `grad * dloss/dz`.
-pub(crate) fn row_loss(z: &mut [f32], t: &Teacher<'_>, p: &Params, grad: Option<f32>, sc: &mut Scratch) -> RowOut {
+pub(crate) fn row_loss(
+    z: &mut [f32],
+    t: &Teacher<'_>,
+    p: &Params,
+    grad: Option<f32>,
+    sc: &mut Scratch,
+) -> RowOut {
     let inv_t = 1.0 / p.temperature;
     let m = max(z);
     let top1 = t.ids.first().is_some_and(|&i| z[i as usize] >= m);
     let z_label = f64::from(z[t.label as usize]);
-    let zk: Vec<f64> = t.ids.iter().map(|&i| f64::from(z[i as usize] * inv_t)).collect();
+    let zk: Vec<f64> = t
+        .ids
+        .iter()
+        .map(|&i| f64::from(z[i as usize] * inv_t))
+        .collect();
     let (s1, s_t) = match grad {
         Some(_) => exp_store(z, m, inv_t, &mut sc.exp_t),
         None => exp_sums(z, m, inv_t),
@@ -93,20 +103,31 @@ pub(crate) fn row_loss(z: &mut [f32], t: &Teacher<'_>, p: &Params, grad: Option<
         Divergence::Jsd { beta } => jsd(&zk, lse_t, &log_p, f64::from(beta), s),
     };
     let (alpha, temp) = (f64::from(p.alpha), f64::from(p.temperature));
-    let loss = if p.alpha >= 1.0 { ce } else { alpha * ce + (1.0 - alpha) * temp * temp * kd.d };
+    let loss = if p.alpha >= 1.0 {
+        ce
+    } else {
+        alpha * ce + (1.0 - alpha) * temp * temp * kd.d
+    };
     if let Some(g) = grad {
         // dloss/dz = alpha (softmax(z) - onehot(y)) + (1 - alpha) T^2 (c q + s) / T.
         let w_kd = (1.0 - alpha) * temp;
         let g = f64::from(g);
         sc.sparse[0] = (-alpha * g) as f32;
-        sc.sparse[1..].iter_mut().for_each(|s| *s = (f64::from(*s) * w_kd * g) as f32);
+        sc.sparse[1..]
+            .iter_mut()
+            .for_each(|s| *s = (f64::from(*s) * w_kd * g) as f32);
         let a1 = (g * alpha / f64::from(s1)) as f32;
         let a_t = (g * w_kd * kd.c / f64::from(s_t)) as f32;
         write_grad(z, a1, a_t, inv_t == 1.0, &sc.exp_t);
         let ids = std::iter::once(&t.label).chain(t.ids);
         ids.zip(&sc.sparse).for_each(|(&i, &s)| z[i as usize] += s);
     }
-    RowOut { loss: loss as f32, ce, kd: kd.d, top1 }
+    RowOut {
+        loss: loss as f32,
+        ce,
+        kd: kd.d,
+        top1,
+    }
 }
 
 /// Forward KL(p || q) on the top-k: `D = sum p (log p - log q)`, `dD/dz = (q - p) / T`.
@@ -127,7 +148,11 @@ fn fkl(zk: &[f64], lse_t: f64, log_p: &[f64], s: &mut [f32]) -> KdPart {
 /// `dD/dz_j = q~_j (log(q~_j / p_j) - D) / T` on the top-k, 0 elsewhere.
 fn rkl(zk: &[f64], log_p: &[f64], s: &mut [f32]) -> KdPart {
     let log_q = log_softmax(zk.iter().copied());
-    let d: f64 = log_q.iter().zip(log_p).map(|(&lq, &lp)| lq.exp() * (lq - lp)).sum();
+    let d: f64 = log_q
+        .iter()
+        .zip(log_p)
+        .map(|(&lq, &lp)| lq.exp() * (lq - lp))
+        .sum();
     for ((&lq, &lp), s) in log_q.iter().zip(log_p).zip(s) {
         *s = (lq.exp() * (lq - lp - d)) as f32;
     }
@@ -158,7 +183,10 @@ fn jsd(zk: &[f64], lse_t: f64, log_p: &[f64], beta: f64, s: &mut [f32]) -> KdPar
     }
     let q_out = (1.0 - sum_q).max(0.0);
     d += q_out * g_out;
-    KdPart { d, c: g_out - (sum_qg + q_out * g_out) }
+    KdPart {
+        d,
+        c: g_out - (sum_qg + q_out * g_out),
+    }
 }
 
 /// Maximum of a non-empty row.
@@ -182,7 +210,9 @@ fn exp_sums(z: &[f32], m: f32, inv_t: f32) -> (f32, f32) {
     let tail = chunks.remainder();
     if inv_t == 1.0 {
         for c in chunks {
-            a1.iter_mut().zip(c).for_each(|(a, &x)| *a += fast_exp(x - m));
+            a1.iter_mut()
+                .zip(c)
+                .for_each(|(a, &x)| *a += fast_exp(x - m));
         }
     } else {
         for c in chunks {
@@ -209,7 +239,11 @@ fn exp_store(z: &mut [f32], m: f32, inv_t: f32, exp_t: &mut Vec<f32>) -> (f32, f
     }
     z.iter_mut().for_each(|x| *x = fast_exp(*x - m));
     let s1 = lane_sum(z);
-    if inv_t == 1.0 { (s1, s1) } else { (s1, lane_sum(exp_t)) }
+    if inv_t == 1.0 {
+        (s1, s1)
+    } else {
+        (s1, lane_sum(exp_t))
+    }
 }
 
 /// `z <- a1 * z + a_t * exp_t` (with `exp_t` standing for `z` itself when `same`).
@@ -218,7 +252,9 @@ fn write_grad(z: &mut [f32], a1: f32, a_t: f32, same: bool, exp_t: &[f32]) {
         let a = if same { a1 + a_t } else { a1 };
         z.iter_mut().for_each(|x| *x *= a);
     } else {
-        z.iter_mut().zip(exp_t).for_each(|(x, &e)| *x = a1 * *x + a_t * e);
+        z.iter_mut()
+            .zip(exp_t)
+            .for_each(|(x, &e)| *x = a1 * *x + a_t * e);
     }
 }
 
@@ -236,7 +272,11 @@ fn lane_sum(xs: &[f32]) -> f32 {
 /// `a * b + c`, fused where the CPU has FMA (the build targets the native CPU).
 #[inline(always)]
 fn fma(a: f32, b: f32, c: f32) -> f32 {
-    if cfg!(target_feature = "fma") { a.mul_add(b, c) } else { a * b + c }
+    if cfg!(target_feature = "fma") {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
 }
 
 /// `e^x` to about 2 ulp, branch-free so that loops over it vectorise (Cephes `expf`).
@@ -249,7 +289,13 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
     let n = t - MAGIC;
     let r = fma(n, 2.121_944_4e-4, fma(n, -0.693_359_4, x)); // x - n ln 2, in two parts
     let mut y = 1.987_569_1e-4f32;
-    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ] {
         y = fma(y, r, c);
     }
     let y = fma(y, r * r, r + 1.0);
@@ -268,7 +314,11 @@ pub(crate) fn log_softmax(xs: impl Iterator<Item = f64>) -> Vec<f64> {
 /// `ln(e^a + e^b)` without overflow.
 fn log_add_exp(a: f64, b: f64) -> f64 {
     let m = a.max(b);
-    if m == f64::NEG_INFINITY { m } else { m + ((a - m).exp() + (b - m).exp()).ln() }
+    if m == f64::NEG_INFINITY {
+        m
+    } else {
+        m + ((a - m).exp() + (b - m).exp()).ln()
+    }
 }
 
 #[cfg(test)]
@@ -280,7 +330,10 @@ mod tests {
         for i in -8800..=8800 {
             let x = i as f32 * 0.01;
             let (got, want) = (fast_exp(x), x.exp());
-            assert!((got - want).abs() <= 4e-7 * want + 1e-37, "exp({x}): {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 4e-7 * want + 1e-37,
+                "exp({x}): {got} vs {want}"
+            );
         }
         assert_eq!(fast_exp(-1e4), 0.0);
     }

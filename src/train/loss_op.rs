@@ -98,48 +98,26 @@ impl CustomOp2 for KdLossOp {
         for r0 in (0..n).step_by(self.chunk_rows) {
             let rows = self.chunk_rows.min(n - r0);
             let hc = hl.narrow(0, r0, rows)?; // [rows, H]
-            let t0 = std::time::Instant::now();
             let mut z = matmul(hs, &hc, ws, &wt)?; // [rows, V]
-            let t1 = std::time::Instant::now();
             self.block(r0, &mut z, &mut outs[r0..r0 + rows], grad);
-            let t2 = std::time::Instant::now();
             let (dz, dzl) = (CpuStorage::F32(z), Layout::contiguous((rows, v)));
             if want_dh {
                 let part = matmul(&dz, &dzl, ws, wl)?; // [rows, H]
                 dh[r0 * hd..(r0 + rows) * hd].copy_from_slice(&part);
             }
-            let t3 = std::time::Instant::now();
             if want_dw {
-                let vb: usize = std::env::var("VB")
-                    .ok()
-                    .and_then(|x| x.parse().ok())
-                    .unwrap_or(v);
-                for c0 in (0..v).step_by(vb) {
-                    let len = vb.min(v - c0);
-                    let part = matmul(&dz, &dzl.narrow(1, c0, len)?.transpose(0, 1)?, hs, &hc)?; // [len, H]
-                    dw[c0 * hd..(c0 + len) * hd]
-                        .iter_mut()
-                        .zip(&part)
-                        .for_each(|(a, b)| *a += b);
-                }
-                let t4 = std::time::Instant::now();
-                let t5 = std::time::Instant::now();
-                eprintln!(
-                    "z {:.3} row {:.3} dh {:.3} dw {:.3} add {:.3}",
-                    (t1 - t0).as_secs_f64(),
-                    (t2 - t1).as_secs_f64(),
-                    (t3 - t2).as_secs_f64(),
-                    (t4 - t3).as_secs_f64(),
-                    (t5 - t4).as_secs_f64()
-                );
+                add_dw(&mut dw, &dz, &dzl, hs, &hc)?;
             }
         }
         let mean = outs.iter().map(|o| f64::from(o.loss)).sum::<f64>() / n as f64;
-        self.save(
-            &outs,
-            want_dh.then_some((dh, (n, hd))),
-            want_dw.then_some((dw, (v, hd))),
-        )?;
+        let cpu = candle_core::Device::Cpu;
+        let dh = want_dh
+            .then(|| Tensor::from_vec(dh, (n, hd), &cpu))
+            .transpose()?;
+        let dw = want_dw
+            .then(|| Tensor::from_vec(dw, (v, hd), &cpu))
+            .transpose()?;
+        self.save(&outs, dh, dw)?;
         Ok((CpuStorage::F32(vec![mean as f32]), Shape::from(())))
     }
 
@@ -162,12 +140,7 @@ impl CustomOp2 for KdLossOp {
 }
 
 impl KdLossOp {
-    fn save(
-        &self,
-        outs: &[RowOut],
-        dh: Option<(Vec<f32>, (usize, usize))>,
-        dw: Option<(Vec<f32>, (usize, usize))>,
-    ) -> Result<()> {
+    fn save(&self, outs: &[RowOut], dh: Option<Tensor>, dw: Option<Tensor>) -> Result<()> {
         let mut stats = LossStats {
             rows: outs.len(),
             ..LossStats::default()
@@ -177,16 +150,31 @@ impl KdLossOp {
             stats.kd += o.kd;
             stats.top1_agree += usize::from(o.top1);
         }
-        let cpu = candle_core::Device::Cpu;
-        let dh = dh
-            .map(|(g, shape)| Tensor::from_vec(g, shape, &cpu))
-            .transpose()?;
-        let dw = dw
-            .map(|(g, shape)| Tensor::from_vec(g, shape, &cpu))
-            .transpose()?;
         *lock(&self.saved)? = Saved { stats, dh, dw };
         Ok(())
     }
+}
+
+/// `dw += dz^T h` ([V, rows] x [rows, H]), in blocks of vocabulary rows so that each GEMM
+/// output is small enough to be reused by the allocator rather than freshly page-faulted.
+fn add_dw(
+    dw: &mut [f32],
+    dz: &CpuStorage,
+    dzl: &Layout,
+    hs: &CpuStorage,
+    hl: &Layout,
+) -> Result<()> {
+    const BLOCK: usize = 2048;
+    let ((_, v), (_, hd)) = (dzl.shape().dims2()?, hl.shape().dims2()?);
+    for c0 in (0..v).step_by(BLOCK) {
+        let len = BLOCK.min(v - c0);
+        let part = matmul(dz, &dzl.narrow(1, c0, len)?.transpose(0, 1)?, hs, hl)?; // [len, H]
+        dw[c0 * hd..(c0 + len) * hd]
+            .iter_mut()
+            .zip(&part)
+            .for_each(|(a, b)| *a += b);
+    }
+    Ok(())
 }
 
 /// `a @ b` for rank-2 f32 views, through candle's CPU GEMM (multi-threaded, any strides).

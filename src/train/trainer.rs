@@ -388,6 +388,7 @@ fn validate(
 fn start_state(run: &TrainRun<'_>, opt: &mut AdamW) -> Result<TrainState> {
     let teacher = TeacherId {
         file: run.data.manifest.teacher.file.clone(),
+        path: run.data.manifest.teacher.path.clone(),
         n_vocab: run.data.manifest.teacher.n_vocab,
         tokenizer_fingerprint: run.data.manifest.teacher.tokenizer_fingerprint.clone(),
     };

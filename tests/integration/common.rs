@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 /// The real teacher: `TEACHER_GGUF` or the default path scripts/setup.sh fills.
 pub fn teacher() -> PathBuf {
@@ -98,3 +99,35 @@ pub const SCORED_EVERY_FORM: &str = r#"{"prompt": "What is the capital of France
 {"conversations": [{"from": "human", "value": "Is water wet?"}, {"from": "gpt", "value": "Water makes other things wet."}]}
 {"instruction": "Add the numbers.", "input": "2 and 3", "output": "2 + 3 = 5"}
 "#;
+
+/// A small corpus recorded once per test binary from the starter prompts.
+pub fn corpus() -> &'static PathBuf {
+    static C: OnceLock<PathBuf> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir = temp_dir("shared-corpus");
+        let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/train.jsonl");
+        let out = dir.join("corpus");
+        distill_ok(&record_args(
+            &prompts,
+            &out,
+            &["--limit", "24", "--max-new-tokens", "48", "--top-k", "16"],
+        ));
+        out
+    })
+}
+
+/// A held-out corpus recorded once per test binary from the starter validation prompts.
+pub fn valid_corpus() -> &'static PathBuf {
+    static C: OnceLock<PathBuf> = OnceLock::new();
+    C.get_or_init(|| {
+        let dir = temp_dir("shared-valid");
+        let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/valid.jsonl");
+        let out = dir.join("corpus");
+        distill_ok(&record_args(
+            &prompts,
+            &out,
+            &["--limit", "8", "--max-new-tokens", "32", "--top-k", "16"],
+        ));
+        out
+    })
+}

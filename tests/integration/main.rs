@@ -2,6 +2,8 @@
 //! and the real teacher GGUF fetched by scripts/setup.sh.
 
 mod common;
+mod eval;
+mod export;
 mod record;
 mod tokenizer;
 mod train;

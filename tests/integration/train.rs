@@ -1,7 +1,6 @@
 //! `distill train` on a corpus recorded by the real teacher, and the student directory.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
@@ -10,23 +9,7 @@ use distill::student::{Student, StudentConfig, init, io};
 
 use crate::common::*;
 
-/// A small corpus recorded once for all training tests.
-fn corpus() -> &'static PathBuf {
-    static C: OnceLock<PathBuf> = OnceLock::new();
-    C.get_or_init(|| {
-        let dir = temp_dir("train-corpus");
-        let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/train.jsonl");
-        let out = dir.join("corpus");
-        distill_ok(&record_args(
-            &prompts,
-            &out,
-            &["--limit", "24", "--max-new-tokens", "48", "--top-k", "16"],
-        ));
-        out
-    })
-}
-
-fn metrics(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
+pub fn metrics(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .expect("metrics.jsonl")
         .lines()
@@ -35,7 +18,7 @@ fn metrics(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn train_args(out: &Path, extra: &[&str]) -> Vec<String> {
+pub fn train_args(out: &Path, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = ["train", "--corpus"]
         .iter()
         .map(|s| s.to_string())
@@ -308,7 +291,7 @@ fn bad_training_inputs_get_clear_errors() {
     );
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read dir") {
         let e = e.expect("entry");

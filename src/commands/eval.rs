@@ -1,0 +1,137 @@
+//! `distill eval`: quality of each student against the teacher on a held-out corpus, speed
+//! of every model in every engine (each in a child process), report.json + report.md.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+use crate::cli::{BenchModelArgs, EvalArgs};
+use crate::eval::report::{EvalReport, ModelEval};
+use crate::eval::speed::{self, Speed};
+use crate::eval::{Model, quality};
+use crate::gguf::GgufMeta;
+use crate::record::Manifest;
+
+const KL_NOTE: &str = "KLD is KL(teacher || model) in nats over the teacher's stored top-k plus one bucket for the \
+rest of the vocabulary on each side: a lower bound on the full-vocabulary KL. Δp is p_model - p_teacher of the \
+actual next token, over positions where it is in the teacher's top-k. PPL is on the corpus responses.";
+
+pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
+    let threads = super::threads(a.threads);
+    let m = Manifest::read(&a.corpus)?.with_context(|| {
+        format!(
+            "'{}' has no manifest.json: not a corpus directory",
+            a.corpus.display()
+        )
+    })?;
+    let meta = GgufMeta::read(&a.teacher)?;
+    if meta.tokenizer_fingerprint() != m.teacher.tokenizer_fingerprint {
+        bail!(
+            "corpus '{}' was recorded by teacher '{}', whose tokenizer differs from '{}'",
+            a.corpus.display(),
+            m.teacher.file,
+            a.teacher.display()
+        );
+    }
+    let mut models = vec![ModelEval {
+        name: m.teacher.file.clone(),
+        role: "teacher".into(),
+        quality: None,
+        speed: Vec::new(),
+    }];
+    for (path, role) in
+        std::iter::once((&a.student, "student")).chain(a.compare.iter().map(|p| (p, "compare")))
+    {
+        if !path.exists() {
+            bail!(
+                "'{}' does not exist: pass a student directory or a GGUF",
+                path.display()
+            );
+        }
+        let model = Model::from_path(path);
+        eprintln!(
+            "eval: scoring {} on {} target positions",
+            model.name(),
+            m.totals.targets
+        );
+        let q = quality(&model, &a.corpus, m.teacher.n_vocab, threads)
+            .with_context(|| format!("evaluating '{}'", path.display()))?;
+        models.push(ModelEval {
+            name: model.name(),
+            role: role.into(),
+            quality: Some(q),
+            speed: Vec::new(),
+        });
+    }
+    if !a.no_speed {
+        let paths: Vec<&Path> = std::iter::once(a.teacher.as_path())
+            .chain(std::iter::once(a.student.as_path()))
+            .chain(a.compare.iter().map(|p| p.as_path()))
+            .collect();
+        for (me, path) in models.iter_mut().zip(paths) {
+            eprintln!("eval: timing {}", me.name);
+            me.speed.push(measure(path, threads)?);
+        }
+    }
+    let ppl_teacher = models
+        .get(1)
+        .and_then(|x| x.quality.as_ref())
+        .map_or(0.0, |q| q.ppl_teacher);
+    let report = EvalReport {
+        corpus: a.corpus.display().to_string(),
+        teacher: m.teacher.file.clone(),
+        ppl_teacher,
+        models,
+        kl_note: KL_NOTE.into(),
+    };
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating '{}'", a.out.display()))?;
+    let md = report.markdown();
+    crate::record::write_atomic(
+        &a.out.join("report.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    crate::record::write_atomic(&a.out.join("report.md"), md.as_bytes())?;
+    println!("{md}");
+    println!(
+        "wrote {} and {}",
+        a.out.join("report.json").display(),
+        a.out.join("report.md").display()
+    );
+    Ok(())
+}
+
+/// Run `distill bench model` on `path` in a child process and parse its JSON.
+fn measure(path: &Path, threads: usize) -> anyhow::Result<Speed> {
+    let exe = std::env::current_exe().context("locating the distill binary")?;
+    let out = std::process::Command::new(exe)
+        .args([
+            "bench",
+            "model",
+            "--threads",
+            &threads.to_string(),
+            "--model",
+        ])
+        .arg(path)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .output()
+        .context("running distill bench model")?;
+    if !out.status.success() {
+        bail!(
+            "timing '{}' failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout).context("parsing the timing")?)
+}
+
+/// `distill bench model`: one model's speed as JSON.
+pub fn bench_model(a: &BenchModelArgs) -> anyhow::Result<()> {
+    let s = if a.model.is_dir() {
+        speed::candle(&a.model, a.threads)?
+    } else {
+        speed::llama(&a.model, a.threads)?
+    };
+    println!("{}", serde_json::to_string(&s)?);
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! `distill eval`: how close a student is to its teacher (quality on a held-out corpus the
+//! teacher recorded) and how much faster it runs (speed in every engine it runs in).
+
+pub mod metrics;
+pub mod report;
+pub mod speed;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::record::{Manifest, Shard};
+use crate::student::{Student, StudentConfig, io};
+use crate::teacher::{LlamaTeacher, SessionParams};
+use crate::{Error, Result};
+use metrics::Quality;
+
+/// A model to evaluate: a student directory (candle) or a GGUF (llama.cpp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Model {
+    /// A Hugging Face student directory, run by candle.
+    Dir(std::path::PathBuf),
+    /// A GGUF file, run by llama.cpp.
+    Gguf(std::path::PathBuf),
+}
+
+impl Model {
+    /// A directory is a student directory; a file is a GGUF.
+    pub fn from_path(p: &Path) -> Self {
+        if p.is_dir() {
+            Model::Dir(p.to_path_buf())
+        } else {
+            Model::Gguf(p.to_path_buf())
+        }
+    }
+
+    /// Display name: the file or directory name.
+    pub fn name(&self) -> String {
+        let p = match self {
+            Model::Dir(p) | Model::Gguf(p) => p,
+        };
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }
+}
+
+/// Walk every target position of a corpus: `f(tokens, wanted)` must return the logits rows
+/// at the wanted positions in order; each is scored against the stored teacher top-k.
+fn score_corpus(
+    corpus: &Path,
+    mut logits_of: impl FnMut(&[u32], &[bool], &mut dyn FnMut(usize, &[f32])) -> Result<()>,
+) -> Result<Quality> {
+    let m = Manifest::read(corpus)?.ok_or_else(|| Error::Corpus {
+        path: corpus.to_path_buf(),
+        reason: "no manifest.json: not a corpus directory".into(),
+    })?;
+    let mut positions = Vec::new();
+    for info in &m.shards {
+        let shard = Shard::read(&corpus.join(&info.file))?;
+        let k = shard.k;
+        let mut row = 0;
+        for s in 0..shard.sequences() {
+            let r = shard.sequence(s);
+            let tokens = &shard.tokens[r.clone()];
+            let wanted: Vec<bool> = shard.target_mask[r].iter().map(|&b| b == 1).collect();
+            // Rows arrive in position order, so the j-th call is the j-th target row.
+            let mut j = row;
+            logits_of(tokens, &wanted, &mut |p, z| {
+                let ids = &shard.topk_ids[j * k..(j + 1) * k];
+                let lps: Vec<f32> = shard.topk_logprobs[j * k..(j + 1) * k]
+                    .iter()
+                    .map(|x| x.to_f32())
+                    .collect();
+                positions.push(metrics::score_position(z, ids, &lps, tokens[p + 1]));
+                j += 1;
+            })?;
+            row += wanted.iter().filter(|&&w| w).count();
+        }
+    }
+    Ok(Quality::of(&positions))
+}
+
+/// Quality of `model` against the teacher that recorded `corpus`.
+///
+/// # Errors
+/// A model of another vocabulary, unreadable files, decoding failures.
+pub fn quality(model: &Model, corpus: &Path, n_vocab: usize, threads: usize) -> Result<Quality> {
+    match model {
+        Model::Dir(dir) => {
+            let cfg = StudentConfig::read(dir)?;
+            check_vocab(cfg.vocab_size, n_vocab, &model.name())?;
+            let w = io::load_tensors(&dir.join("model.safetensors"))?;
+            let student =
+                Student::new(&cfg, VarBuilder::from_tensors(w, DType::F32, &Device::Cpu))?;
+            score_corpus(corpus, |tokens, wanted, f| {
+                let n = tokens.len().min(cfg.max_position_embeddings);
+                let ids = Tensor::from_vec(tokens[..n].to_vec(), (1, n), &Device::Cpu)?;
+                let logits = student.forward(&ids)?.get(0)?; // [n, vocab]
+                for p in (0..n).filter(|&p| wanted[p]) {
+                    f(p, &logits.get(p)?.to_vec1::<f32>()?);
+                }
+                Ok(())
+            })
+        }
+        Model::Gguf(path) => {
+            let t = LlamaTeacher::load(path, String::new())?;
+            check_vocab(t.info.n_vocab, n_vocab, &model.name())?;
+            let params = SessionParams {
+                ctx: 4096,
+                parallel: 1,
+                n_batch: 512,
+                threads,
+                k: 1,
+            };
+            let mut session = t.session(params)?;
+            score_corpus(corpus, |tokens, wanted, f| {
+                session.logits_at(tokens, wanted, |p, z| f(p, z))
+            })
+        }
+    }
+}
+
+fn check_vocab(model: usize, teacher: usize, name: &str) -> Result<()> {
+    if model != teacher {
+        return Err(Error::Invalid(format!(
+            "'{name}' has a vocabulary of {model} tokens, the corpus teacher {teacher}: a student must share its teacher's tokenizer"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! One `EvalReport` rendered three ways: `report.json` (every figure), `report.md`, and a
+//! table on stdout.
+
+use serde::Serialize;
+
+use super::metrics::Quality;
+use super::speed::Speed;
+
+/// Evaluation of one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelEval {
+    /// Display name.
+    pub name: String,
+    /// `teacher`, `student` or `compare`.
+    pub role: String,
+    /// Quality against the teacher (absent for the teacher itself).
+    pub quality: Option<Quality>,
+    /// Speed in each engine.
+    pub speed: Vec<Speed>,
+}
+
+/// The whole evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Corpus directory.
+    pub corpus: String,
+    /// Teacher file name.
+    pub teacher: String,
+    /// Teacher perplexity on the corpus text (from its stored log-probs).
+    pub ppl_teacher: f64,
+    /// Models, teacher first.
+    pub models: Vec<ModelEval>,
+    /// How KL is computed from the stored top-k.
+    pub kl_note: String,
+}
+
+impl EvalReport {
+    /// Decode speed of `m` in llama.cpp over the teacher's, if both were measured.
+    pub fn speedup(&self, m: &ModelEval) -> Option<f64> {
+        let llama = |m: &ModelEval| {
+            m.speed
+                .iter()
+                .find(|s| s.engine == "llama.cpp")
+                .map(|s| s.decode_tok_s)
+        };
+        Some(llama(m)? / llama(self.models.first()?)?)
+    }
+
+    /// The report as a Markdown document (also printed as the table).
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "# Evaluation\n\nCorpus `{}`, teacher `{}` (PPL {:.3}).\n\n",
+            self.corpus, self.teacher, self.ppl_teacher
+        );
+        let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+        let header = |title: &str| {
+            format!(
+                "| {title} | {} |\n|---|{}\n",
+                names.join(" | "),
+                "---:|".repeat(names.len())
+            )
+        };
+        out += "## Quality (vs teacher)\n\n";
+        out += &header("statistic");
+        let q = |f: &dyn Fn(&Quality) -> String| -> String {
+            self.models
+                .iter()
+                .map(|m| m.quality.as_ref().map_or("-".to_string(), f))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        let rows: Vec<(&str, Box<dyn Fn(&Quality) -> String>)> = vec![
+            (
+                "Mean KLD",
+                Box::new(|q| format!("{:.4} ± {:.4}", q.kld.mean, q.kld.mean_err)),
+            ),
+            ("Maximum KLD", Box::new(|q| format!("{:.4}", q.kld.max))),
+            ("99.9% KLD", Box::new(|q| format!("{:.4}", q.kld.p99_9))),
+            ("99.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p99))),
+            ("95.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p95))),
+            ("90.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p90))),
+            ("Median KLD", Box::new(|q| format!("{:.4}", q.kld.median))),
+            ("10.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p10))),
+            ("5.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p5))),
+            ("1.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p1))),
+            ("Minimum KLD", Box::new(|q| format!("{:.4}", q.kld.min))),
+            (
+                "Mean Δp",
+                Box::new(|q| {
+                    format!(
+                        "{:.3}% ± {:.3}%",
+                        100.0 * q.delta_p.mean,
+                        100.0 * q.delta_p.mean_err
+                    )
+                }),
+            ),
+            (
+                "RMS Δp",
+                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.rms)),
+            ),
+            (
+                "Maximum Δp",
+                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.max)),
+            ),
+            (
+                "99.9% Δp",
+                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.p99_9)),
+            ),
+            (
+                "99.0% Δp",
+                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.p99)),
+            ),
+            (
+                "95.0% Δp",
+                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.p95)),
+            ),
+            (
+                "Median Δp",
+                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.median)),
+            ),
+            (
+                "5.0% Δp",
+                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.p5)),
+            ),
+            (
+                "1.0% Δp",
+                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.p1)),
+            ),
+            (
+                "Minimum Δp",
+                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.min)),
+            ),
+            (
+                "Same top p",
+                Box::new(|q| {
+                    format!(
+                        "{:.3} ± {:.3} %",
+                        100.0 * q.same_top,
+                        100.0 * q.same_top_err
+                    )
+                }),
+            ),
+            ("PPL", Box::new(|q| format!("{:.3}", q.ppl_model))),
+            ("PPL ratio", Box::new(|q| format!("{:.3}", q.ppl_ratio))),
+            ("positions", Box::new(|q| q.positions.to_string())),
+        ];
+        for (name, f) in &rows {
+            out += &format!("| {name} | {} |\n", q(f.as_ref()));
+        }
+        out += "\n## Speed\n\n| model | engine | params | file | prompt tok/s | decode tok/s | TTFT short | TTFT long | peak RSS | speed-up |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        for m in &self.models {
+            for s in &m.speed {
+                let up = if s.engine == "llama.cpp" {
+                    self.speedup(m).map_or("-".into(), |x| format!("{x:.2}x"))
+                } else {
+                    "-".into()
+                };
+                out += &format!(
+                    "| {} | {} | {:.1}M | {:.1} MB | {:.0} | {:.1} | {:.0} ms | {:.0} ms ({} tok) | {:.0} MB | {up} |\n",
+                    m.name,
+                    s.engine,
+                    s.params as f64 / 1e6,
+                    s.file_bytes as f64 / 1e6,
+                    s.prompt_tok_s,
+                    s.decode_tok_s,
+                    s.ttft_short_ms,
+                    s.ttft_long_ms,
+                    s.long_prompt_tokens,
+                    s.peak_rss_mb
+                );
+            }
+        }
+        out += &format!("\n{}\n", self.kl_note);
+        out
+    }
+}
