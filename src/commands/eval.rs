@@ -122,7 +122,7 @@ fn measure(path: &Path, threads: usize) -> anyhow::Result<Speed> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(serde_json::from_slice(&out.stdout).context("parsing the timing")?)
+    serde_json::from_slice(&out.stdout).context("parsing the timing")
 }
 
 /// `distill bench model`: one model's speed as JSON.

@@ -1,6 +1,7 @@
 //! `distill export`: write a student directory as a GGUF file for llama.cpp.
 
 use anyhow::Context;
+use clap::ValueEnum;
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::student::export::{GgufExport, export_gguf};
@@ -37,10 +38,12 @@ fn gguf(args: &ExportArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "wrote '{}': {}, {:?}, {} tensors, {:.1}M parameters, tokenizer and chat template from '{}'",
+        "wrote '{}': {}, {}, {} tensors, {:.1}M parameters, tokenizer and chat template from '{}'",
         args.out.display(),
         super::bytes(summary.bytes),
-        args.quant,
+        args.quant
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().into()),
         summary.tensors,
         summary.n_params as f64 / 1e6,
         summary.teacher.display()

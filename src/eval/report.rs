@@ -6,6 +6,9 @@ use serde::Serialize;
 use super::metrics::Quality;
 use super::speed::Speed;
 
+/// A statistic's name and how to print it from a [`Quality`].
+type Row = (&'static str, fn(&Quality) -> String);
+
 /// Evaluation of one model.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelEval {
@@ -69,83 +72,51 @@ impl EvalReport {
                 .collect::<Vec<_>>()
                 .join(" | ")
         };
-        let rows: Vec<(&str, Box<dyn Fn(&Quality) -> String>)> = vec![
-            (
-                "Mean KLD",
-                Box::new(|q| format!("{:.4} ± {:.4}", q.kld.mean, q.kld.mean_err)),
-            ),
-            ("Maximum KLD", Box::new(|q| format!("{:.4}", q.kld.max))),
-            ("99.9% KLD", Box::new(|q| format!("{:.4}", q.kld.p99_9))),
-            ("99.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p99))),
-            ("95.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p95))),
-            ("90.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p90))),
-            ("Median KLD", Box::new(|q| format!("{:.4}", q.kld.median))),
-            ("10.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p10))),
-            ("5.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p5))),
-            ("1.0% KLD", Box::new(|q| format!("{:.4}", q.kld.p1))),
-            ("Minimum KLD", Box::new(|q| format!("{:.4}", q.kld.min))),
-            (
-                "Mean Δp",
-                Box::new(|q| {
-                    format!(
-                        "{:.3}% ± {:.3}%",
-                        100.0 * q.delta_p.mean,
-                        100.0 * q.delta_p.mean_err
-                    )
-                }),
-            ),
-            (
-                "RMS Δp",
-                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.rms)),
-            ),
-            (
-                "Maximum Δp",
-                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.max)),
-            ),
-            (
-                "99.9% Δp",
-                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.p99_9)),
-            ),
-            (
-                "99.0% Δp",
-                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.p99)),
-            ),
-            (
-                "95.0% Δp",
-                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.p95)),
-            ),
-            (
-                "Median Δp",
-                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.median)),
-            ),
-            (
-                "5.0% Δp",
-                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.p5)),
-            ),
-            (
-                "1.0% Δp",
-                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.p1)),
-            ),
-            (
-                "Minimum Δp",
-                Box::new(|q| format!("{:.3}%", 100.0 * q.delta_p.min)),
-            ),
-            (
-                "Same top p",
-                Box::new(|q| {
-                    format!(
-                        "{:.3} ± {:.3} %",
-                        100.0 * q.same_top,
-                        100.0 * q.same_top_err
-                    )
-                }),
-            ),
-            ("PPL", Box::new(|q| format!("{:.3}", q.ppl_model))),
-            ("PPL ratio", Box::new(|q| format!("{:.3}", q.ppl_ratio))),
-            ("positions", Box::new(|q| q.positions.to_string())),
+        let rows: [Row; 25] = [
+            ("Mean KLD", |q| {
+                format!("{:.4} ± {:.4}", q.kld.mean, q.kld.mean_err)
+            }),
+            ("Maximum KLD", |q| format!("{:.4}", q.kld.max)),
+            ("99.9% KLD", |q| format!("{:.4}", q.kld.p99_9)),
+            ("99.0% KLD", |q| format!("{:.4}", q.kld.p99)),
+            ("95.0% KLD", |q| format!("{:.4}", q.kld.p95)),
+            ("90.0% KLD", |q| format!("{:.4}", q.kld.p90)),
+            ("Median KLD", |q| format!("{:.4}", q.kld.median)),
+            ("10.0% KLD", |q| format!("{:.4}", q.kld.p10)),
+            ("5.0% KLD", |q| format!("{:.4}", q.kld.p5)),
+            ("1.0% KLD", |q| format!("{:.4}", q.kld.p1)),
+            ("Minimum KLD", |q| format!("{:.4}", q.kld.min)),
+            ("Mean Δp", |q| {
+                format!(
+                    "{:.3}% ± {:.3}%",
+                    100.0 * q.delta_p.mean,
+                    100.0 * q.delta_p.mean_err
+                )
+            }),
+            ("RMS Δp", |q| format!("{:.3}%", 100.0 * q.delta_p.rms)),
+            ("Maximum Δp", |q| format!("{:.3}%", 100.0 * q.delta_p.max)),
+            ("99.9% Δp", |q| format!("{:.3}%", 100.0 * q.delta_p.p99_9)),
+            ("99.0% Δp", |q| format!("{:.3}%", 100.0 * q.delta_p.p99)),
+            ("95.0% Δp", |q| format!("{:.3}%", 100.0 * q.delta_p.p95)),
+            ("Median Δp", |q| {
+                format!("{:.3}%", 100.0 * q.delta_p.median)
+            }),
+            ("5.0% Δp", |q| format!("{:.3}%", 100.0 * q.delta_p.p5)),
+            ("1.0% Δp", |q| format!("{:.3}%", 100.0 * q.delta_p.p1)),
+            ("Minimum Δp", |q| format!("{:.3}%", 100.0 * q.delta_p.min)),
+            ("Same top p", |q| {
+                format!(
+                    "{:.3} ± {:.3} %",
+                    100.0 * q.same_top,
+                    100.0 * q.same_top_err
+                )
+            }),
+            ("PPL", |q| format!("{:.3}", q.ppl_model)),
+            ("PPL ratio", |q| format!("{:.3}", q.ppl_ratio)),
+            ("positions", |q| q.positions.to_string()),
         ];
         for (name, f) in &rows {
-            out += &format!("| {name} | {} |\n", q(f.as_ref()));
+            out += &format!("| {name} | {} |\n", q(f));
         }
         out += "\n## Speed\n\n| model | engine | params | file | prompt tok/s | decode tok/s | TTFT short | TTFT long | peak RSS | speed-up |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for m in &self.models {

@@ -89,6 +89,9 @@ pub struct ExportSummary {
     pub fallback_f16: Vec<String>,
 }
 
+/// Tensors by GGUF name, in file order.
+pub type GgufTensors = Vec<(String, QTensor)>;
+
 /// (Hugging Face, GGUF) names of one decoder block's tensors, without the `.weight` suffix.
 const BLOCK_NAMES: [(&str, &str); 9] = [
     ("self_attn.q_proj", "attn_q"),
@@ -257,7 +260,7 @@ pub fn gguf_tensors(
     cfg: &StudentConfig,
     weights: &Weights,
     quant: Quant,
-) -> Result<(Vec<(String, QTensor)>, Vec<String>)> {
+) -> Result<(GgufTensors, Vec<String>)> {
     let hd = cfg.head_dim();
     let mut out = Vec::new();
     let mut fallback = Vec::new();
@@ -314,8 +317,8 @@ fn tensor_names(cfg: &StudentConfig) -> Vec<(String, String)> {
     names
 }
 
-/// Stream the GGUF into `<out>.tmp`, sync it, rename it over `out`, sync the directory; returns
-/// the file size. A failed write leaves any previous `out` untouched.
+/// Stream the GGUF into `<out>.tmp` (creating the directory), sync it, rename it over `out`,
+/// sync the directory; returns the file size. A failed write leaves any previous `out` as it was.
 ///
 /// # Errors
 /// [`Error::Io`] naming `out`, candle errors from serialisation.
@@ -331,6 +334,12 @@ pub fn write_gguf(
     let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
     let write = || -> Result<u64> {
         let io = |e: std::io::Error| Error::io(out, e);
+        // `parent()` of a bare file name is "", which cannot be opened: that is the cwd.
+        let dir = out
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io)?);
         gguf_file::write(&mut w, &kv, &tensors)?;
         w.flush().map_err(io)?;
@@ -338,13 +347,7 @@ pub fn write_gguf(
         file.sync_all().map_err(io)?;
         let bytes = file.metadata().map_err(io)?.len();
         std::fs::rename(&tmp, out).map_err(io)?;
-        // `parent()` of a bare file name is "", which cannot be opened: that is the cwd.
-        match out.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => File::open(dir),
-            _ => File::open("."),
-        }
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         Ok(bytes)
     };
     write().inspect_err(|_| {

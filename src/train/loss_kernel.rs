@@ -90,18 +90,10 @@ pub(crate) fn row_loss(
         Some(_) => exp_store(z, m, inv_t, &mut sc.exp_t),
         None => exp_sums(z, m, inv_t),
     };
-    let lse1 = f64::from(m) + f64::from(s1).ln();
-    let lse_t = f64::from(m * inv_t) + f64::from(s_t).ln();
+    let lse1 = f64::from(m) + s1.ln();
+    let lse_t = f64::from(m * inv_t) + s_t.ln();
     let ce = lse1 - z_label;
-    let inv_t = f64::from(inv_t);
-    let log_p = log_softmax(t.logprobs.iter().map(|&l| f64::from(l) * inv_t));
-    sc.sparse.resize(t.ids.len() + 1, 0.0);
-    let s = &mut sc.sparse[1..];
-    let kd = match p.divergence {
-        Divergence::Fkl => fkl(&zk, lse_t, &log_p, s),
-        Divergence::Rkl => rkl(&zk, &log_p, s),
-        Divergence::Jsd { beta } => jsd(&zk, lse_t, &log_p, f64::from(beta), s),
-    };
+    let kd = divergence(t, &zk, lse_t, p, &mut sc.sparse);
     let (alpha, temp) = (f64::from(p.alpha), f64::from(p.temperature));
     let loss = if p.alpha >= 1.0 {
         ce
@@ -109,18 +101,7 @@ pub(crate) fn row_loss(
         alpha * ce + (1.0 - alpha) * temp * temp * kd.d
     };
     if let Some(g) = grad {
-        // dloss/dz = alpha (softmax(z) - onehot(y)) + (1 - alpha) T^2 (c q + s) / T.
-        let w_kd = (1.0 - alpha) * temp;
-        let g = f64::from(g);
-        sc.sparse[0] = (-alpha * g) as f32;
-        sc.sparse[1..]
-            .iter_mut()
-            .for_each(|s| *s = (f64::from(*s) * w_kd * g) as f32);
-        let a1 = (g * alpha / f64::from(s1)) as f32;
-        let a_t = (g * w_kd * kd.c / f64::from(s_t)) as f32;
-        write_grad(z, a1, a_t, inv_t == 1.0, &sc.exp_t);
-        let ids = std::iter::once(&t.label).chain(t.ids);
-        ids.zip(&sc.sparse).for_each(|(&i, &s)| z[i as usize] += s);
+        write_grad_row(z, t, p, g, kd.c, (s1, s_t), sc);
     }
     RowOut {
         loss: loss as f32,
@@ -128,6 +109,50 @@ pub(crate) fn row_loss(
         kd: kd.d,
         top1,
     }
+}
+
+/// `D` on the teacher's k entries; writes `s` (see [`KdPart`]) to `sparse[1..]`.
+fn divergence(
+    t: &Teacher<'_>,
+    zk: &[f64],
+    lse_t: f64,
+    p: &Params,
+    sparse: &mut Vec<f32>,
+) -> KdPart {
+    let inv_t = 1.0 / f64::from(p.temperature);
+    let log_p = log_softmax(t.logprobs.iter().map(|&l| f64::from(l) * inv_t));
+    sparse.resize(t.ids.len() + 1, 0.0);
+    let s = &mut sparse[1..];
+    match p.divergence {
+        Divergence::Fkl => fkl(zk, lse_t, &log_p, s),
+        Divergence::Rkl => rkl(zk, &log_p, s),
+        Divergence::Jsd { beta } => jsd(zk, lse_t, &log_p, f64::from(beta), s),
+    }
+}
+
+/// `z <- g * dloss/dz`, where `z` holds `exp(z - m)` and `sc.exp_t` holds `exp((z - m) / T)`
+/// with sums `s1` and `s_t`, and `sc.sparse[1..]` holds the divergence's `s`:
+/// `dloss/dz = alpha (softmax(z) - onehot(y)) + (1 - alpha) T^2 (c q + s) / T`.
+fn write_grad_row(
+    z: &mut [f32],
+    t: &Teacher<'_>,
+    p: &Params,
+    g: f32,
+    c: f64,
+    (s1, s_t): (f64, f64),
+    sc: &mut Scratch,
+) {
+    let (alpha, temp, g) = (f64::from(p.alpha), f64::from(p.temperature), f64::from(g));
+    let w_kd = (1.0 - alpha) * temp;
+    sc.sparse[0] = (-alpha * g) as f32;
+    sc.sparse[1..]
+        .iter_mut()
+        .for_each(|s| *s = (f64::from(*s) * w_kd * g) as f32);
+    let a1 = (g * alpha / s1) as f32;
+    let a_t = (g * w_kd * c / s_t) as f32;
+    write_grad(z, a1, a_t, sc.exp_t.is_empty(), &sc.exp_t); // empty when T = 1
+    let ids = std::iter::once(&t.label).chain(t.ids);
+    ids.zip(&sc.sparse).for_each(|(&i, &s)| z[i as usize] += s);
 }
 
 /// Forward KL(p || q) on the top-k: `D = sum p (log p - log q)`, `dD/dz = (q - p) / T`.
@@ -204,35 +229,35 @@ fn max(z: &[f32]) -> f32 {
 }
 
 /// `(sum exp(z - m), sum exp((z - m) / T))`; the second equals the first when `T = 1`.
-fn exp_sums(z: &[f32], m: f32, inv_t: f32) -> (f32, f32) {
-    let (mut a1, mut a_t) = ([0.0f32; LANES], [0.0f32; LANES]);
+fn exp_sums(z: &[f32], m: f32, inv_t: f32) -> (f64, f64) {
+    let (mut a1, mut a_t) = ([0.0f64; LANES], [0.0f64; LANES]);
     let chunks = z.chunks_exact(LANES);
     let tail = chunks.remainder();
     if inv_t == 1.0 {
         for c in chunks {
             a1.iter_mut()
                 .zip(c)
-                .for_each(|(a, &x)| *a += fast_exp(x - m));
+                .for_each(|(a, &x)| *a += f64::from(fast_exp(x - m)));
         }
     } else {
         for c in chunks {
             for ((a, b), &x) in a1.iter_mut().zip(a_t.iter_mut()).zip(c) {
-                *a += fast_exp(x - m);
-                *b += fast_exp((x - m) * inv_t);
+                *a += f64::from(fast_exp(x - m));
+                *b += f64::from(fast_exp((x - m) * inv_t));
             }
         }
     }
-    let (mut s1, mut s_t) = (a1.iter().sum::<f32>(), a_t.iter().sum::<f32>());
+    let (mut s1, mut s_t) = (a1.iter().sum::<f64>(), a_t.iter().sum::<f64>());
     for &x in tail {
-        s1 += fast_exp(x - m);
-        s_t += fast_exp((x - m) * inv_t);
+        s1 += f64::from(fast_exp(x - m));
+        s_t += f64::from(fast_exp((x - m) * inv_t));
     }
     if inv_t == 1.0 { (s1, s1) } else { (s1, s_t) }
 }
 
 /// As [`exp_sums`], but keeps the terms: `z <- exp(z - m)`, `exp_t <- exp((z - m) / T)`
 /// (left empty when `T = 1`).
-fn exp_store(z: &mut [f32], m: f32, inv_t: f32, exp_t: &mut Vec<f32>) -> (f32, f32) {
+fn exp_store(z: &mut [f32], m: f32, inv_t: f32, exp_t: &mut Vec<f32>) -> (f64, f64) {
     exp_t.clear();
     if inv_t != 1.0 {
         exp_t.extend(z.iter().map(|&x| fast_exp((x - m) * inv_t)));
@@ -246,7 +271,7 @@ fn exp_store(z: &mut [f32], m: f32, inv_t: f32, exp_t: &mut Vec<f32>) -> (f32, f
     }
 }
 
-/// `z <- a1 * z + a_t * exp_t` (with `exp_t` standing for `z` itself when `same`).
+/// `z <- a1 * z + a_t * exp_t` (with `exp_t` standing for `z` itself when `same`, i.e. T = 1).
 fn write_grad(z: &mut [f32], a1: f32, a_t: f32, same: bool, exp_t: &[f32]) {
     if same || a_t == 0.0 {
         let a = if same { a1 + a_t } else { a1 };
@@ -258,15 +283,15 @@ fn write_grad(z: &mut [f32], a1: f32, a_t: f32, same: bool, exp_t: &[f32]) {
     }
 }
 
-/// Sum in `LANES` partial sums, so that it vectorises.
-fn lane_sum(xs: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
+/// Sum in `LANES` f64 partial sums (vectorises; exact enough for 10^5 terms).
+fn lane_sum(xs: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
     let chunks = xs.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().sum();
+    let tail: f64 = chunks.remainder().iter().map(|&x| f64::from(x)).sum();
     for c in chunks {
-        acc.iter_mut().zip(c).for_each(|(a, &x)| *a += x);
+        acc.iter_mut().zip(c).for_each(|(a, &x)| *a += f64::from(x));
     }
-    acc.iter().sum::<f32>() + tail
+    acc.iter().sum::<f64>() + tail
 }
 
 /// `a * b + c`, fused where the CPU has FMA (the build targets the native CPU).
@@ -343,7 +368,7 @@ mod tests {
         let z: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
         let m = z.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
         assert_eq!(max(&z), m);
-        let want: f32 = z.iter().map(|&x| ((x - m) * 0.5).exp()).sum();
+        let want: f64 = z.iter().map(|&x| f64::from((x - m) * 0.5).exp()).sum();
         let (_, s_t) = exp_sums(&z, m, 0.5);
         let (mut zz, mut e) = (z.clone(), Vec::new());
         let (_, s_t2) = exp_store(&mut zz, m, 0.5, &mut e);

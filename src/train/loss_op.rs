@@ -1,14 +1,14 @@
 //! The fused distillation loss as a candle [`CustomOp2`] over `(h, W)` with its own backward.
 //!
-//! The logits `z = h W^T` ([N, V]) never exist whole: the op walks blocks of `chunk_rows`
-//! rows, gets each block's logits from one GEMM, and runs [`row_forward`] on every row (rows
-//! split over the cores). When a gradient is wanted it then turns the row, still in cache,
-//! into `dz = dloss/dz` in place and feeds the block to two more GEMMs: `dH[block] = dZ W`
-//! and `dW += dZ^T h[block]`. The backward only scales the stored gradients by the upstream
-//! scalar. This is the scheme of fused linear cross-entropy (Liger Kernel, Hsu et al. 2024;
-//! "Cut Your Losses in Large-Vocabulary Language Models", Wijmans et al. 2024): three GEMMs
-//! per step instead of four for a backward that recomputes the logits. The GEMMs are
-//! candle's multi-threaded CPU kernel, run on views of the input storage without copies.
+//! The logits `z = h W^T` ([N, V]) never exist whole, as in Cut Cross-Entropy (Wijmans et al.
+//! 2024, "Cut Your Losses in Large-Vocabulary Language Models"): the op walks blocks of
+//! `chunk_rows` rows, gets each block's logits from one GEMM, and runs [`row_loss`] on every
+//! row (rows split over the cores). When a gradient is wanted, the row, still in cache,
+//! becomes `dz = dloss/dz` in place and the block feeds two more GEMMs: `dH[block] = dZ W`
+//! and `dW += dZ^T h[block]`. The backward then only scales the stored gradients by the
+//! upstream scalar, as Liger Kernel's fused linear cross-entropy does (Hsu et al. 2024):
+//! three GEMMs per step where a backward that recomputes the logits needs four. The GEMMs
+//! are candle's multi-threaded CPU kernel, run on views of the input storage without copies.
 
 use std::sync::{Arc, Mutex};
 

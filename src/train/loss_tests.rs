@@ -23,10 +23,6 @@ impl Rng {
         (self.0 >> 40) as f32 / (1u64 << 24) as f32 // [0, 1)
     }
 
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() * n as f32) as usize).min(n - 1)
-    }
-
     fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
         (0..len)
             .map(|_| (2.0 * self.next() - 1.0) * scale)
@@ -49,7 +45,7 @@ fn random_targets(rng: &mut Rng, n: usize, v: usize, k: usize) -> Targets {
         t.topk_ids.extend(order[..k].iter().map(|&i| i as u32));
         t.topk_logprobs
             .extend(order[..k].iter().map(|&i| logits[i] - lse));
-        t.labels.push(rng.below(v) as u32);
+        t.labels.push((rng.next() * v as f32) as u32 % v as u32);
     }
     t
 }
@@ -84,13 +80,14 @@ fn loss_and_grads(
         kd_loss_reference(h, w, t, c)?
     };
     let grads = loss.backward()?;
-    let get = |v: &Var| -> Result<Vec<f32>> {
-        grads.get(v).map_or_else(
-            || candle_core::bail!("no gradient"),
-            |g| g.flatten_all()?.to_vec1(),
-        )
-    };
-    Ok((loss.to_scalar()?, get(h)?, get(w)?))
+    Ok((loss.to_scalar()?, grad_of(&grads, h)?, grad_of(&grads, w)?))
+}
+
+fn grad_of(grads: &candle_core::backprop::GradStore, v: &Var) -> Result<Vec<f32>> {
+    let g = grads
+        .get(v)
+        .ok_or_else(|| candle_core::Error::Msg("no gradient".into()))?;
+    g.flatten_all()?.to_vec1()
 }
 
 fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
@@ -238,6 +235,21 @@ fn gradients_match_finite_differences() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+#[test]
+fn gradients_scale_with_upstream_and_skip_untracked_inputs() -> Result<()> {
+    let (h, w, t) = random_case(9, 5, 4, 30, 3)?;
+    let c = cfg(0.4, 1.7, Divergence::Jsd { beta: 0.6 }, 2);
+    let (_, dh, dw) = loss_and_grads(true, &h, &w, &t, &c)?;
+    let grads = (kd_loss(&h, &w, &t, &c)?.0 * 3.0)?.backward()?;
+    let three = |xs: &[f32]| xs.iter().map(|x| 3.0 * x).collect::<Vec<f32>>();
+    assert_close(&grad_of(&grads, &h)?, &three(&dh), 1e-6, "3 dh");
+    assert_close(&grad_of(&grads, &w)?, &three(&dw), 1e-6, "3 dw");
+    let grads = kd_loss(&h.as_tensor().detach(), &w, &t, &c)?.0.backward()?;
+    assert!(grads.get(&h).is_none());
+    assert_close(&grad_of(&grads, &w)?, &dw, 1e-6, "dw without dh");
     Ok(())
 }
 
