@@ -11,6 +11,7 @@ use crate::eval::speed::{self, Speed};
 use crate::eval::{Model, quality};
 use crate::gguf::GgufMeta;
 use crate::record::Manifest;
+use crate::student::export::{GgufExport, Quant, export_gguf};
 
 const KL_NOTE: &str = "KLD is KL(teacher || model) in nats over the teacher's stored top-k plus one bucket for the \
 rest of the vocabulary on each side: a lower bound on the full-vocabulary KL. Δp is p_model - p_teacher of the \
@@ -71,6 +72,14 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
         for (me, path) in models.iter_mut().zip(paths) {
             eprintln!("eval: timing {}", me.name);
             me.speed.push(measure(path, threads)?);
+            if path.is_dir() {
+                // The same student in llama.cpp, exported as Q8_0 with the teacher's tokenizer.
+                let gguf = a.out.join(format!("{}.q8_0.gguf", me.name));
+                std::fs::create_dir_all(&a.out).with_context(|| format!("creating '{}'", a.out.display()))?;
+                let job = GgufExport { student: path.to_path_buf(), teacher: Some(a.teacher.clone()), out: gguf.clone(), quant: Quant::Q8_0 };
+                export_gguf(&job).with_context(|| format!("exporting '{}' for llama.cpp", path.display()))?;
+                me.speed.push(measure(&gguf, threads)?);
+            }
         }
     }
     let ppl_teacher = models
