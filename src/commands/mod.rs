@@ -48,3 +48,12 @@ pub(crate) fn bytes(n: u64) -> String {
         format!("{x:.1} {}", UNITS[u])
     }
 }
+
+/// Print a line above a progress bar, or on stderr when the bar is hidden (no terminal).
+pub(crate) fn say(bar: &indicatif::ProgressBar, quiet: bool, line: String) {
+    if !bar.is_hidden() {
+        bar.println(line);
+    } else if !quiet {
+        eprintln!("{line}");
+    }
+}

@@ -53,7 +53,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
             planned,
             done,
         } => {
-            bar.println(format!(
+            super::say(&bar, args.quiet, format!(
                 "teacher {} ({}, {} params, vocab {}), {} records, {} already recorded",
                 teacher.file,
                 teacher.architecture,
@@ -80,7 +80,14 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
                 tokens as f64 / secs
             ));
         }
-        Progress::Shard { done } => bar.set_position(done as u64),
+        Progress::Shard { done } => {
+            bar.set_position(done as u64);
+            // Without a terminal the bar is hidden: log one line per shard instead.
+            if bar.is_hidden() && !args.quiet {
+                let secs = clock.elapsed().as_secs_f64().max(1e-9);
+                eprintln!("record: {done}/{} records, {tokens} tokens, {targets} targets, {:.0} tok/s", bar.length().unwrap_or(0), tokens as f64 / secs);
+            }
+        }
     })
     .with_context(|| format!("recording into '{}'", cfg.out.display()))?;
     bar.finish_and_clear();

@@ -164,7 +164,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
             params,
             windows,
         } => {
-            bar.println(format!(
+            super::say(&bar, a.quiet, format!(
                 "student {:.1}M params | {windows} windows of {} tokens | steps {step}..{steps}",
                 params as f64 / 1e6,
                 a.seq_len
@@ -185,7 +185,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
             ));
         }
         TrainEvent::Valid(v) => {
-            bar.println(format!(
+            super::say(&bar, a.quiet, format!(
                 "step {:>5}  valid ce {:.3}  kl {:.3}  top1 {:.1}%",
                 v.step,
                 v.valid_ce,
@@ -194,7 +194,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
             ));
             last_valid = Some(v);
         }
-        TrainEvent::Saved { step } => bar.println(format!("step {step:>5}  checkpoint saved")),
+        TrainEvent::Saved { step } => super::say(&bar, a.quiet, format!("step {step:>5}  checkpoint saved")),
     });
     bar.finish_and_clear();
     splits.train = data::Stream::default();

@@ -143,13 +143,19 @@ fn write_grad_row(
     sc: &mut Scratch,
 ) {
     let (alpha, temp, g) = (f64::from(p.alpha), f64::from(p.temperature), f64::from(g));
-    let w_kd = (1.0 - alpha) * temp;
     sc.sparse[0] = (-alpha * g) as f32;
-    sc.sparse[1..]
-        .iter_mut()
-        .for_each(|s| *s = (f64::from(*s) * w_kd * g) as f32);
+    // At alpha = 1 the divergence drops out entirely, even where it is not finite.
+    let kd_on = p.alpha < 1.0;
+    let w_kd = (1.0 - alpha) * temp * g;
+    sc.sparse[1..].iter_mut().for_each(|s| {
+        *s = if kd_on {
+            (f64::from(*s) * w_kd) as f32
+        } else {
+            0.0
+        }
+    });
     let a1 = (g * alpha / s1) as f32;
-    let a_t = (g * w_kd * c / s_t) as f32;
+    let a_t = if kd_on { (w_kd * c / s_t) as f32 } else { 0.0 };
     write_grad(z, a1, a_t, sc.exp_t.is_empty(), &sc.exp_t); // empty when T = 1
     let ids = std::iter::once(&t.label).chain(t.ids);
     ids.zip(&sc.sparse).for_each(|(&i, &s)| z[i as usize] += s);
