@@ -75,9 +75,16 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
             if path.is_dir() {
                 // The same student in llama.cpp, exported as Q8_0 with the teacher's tokenizer.
                 let gguf = a.out.join(format!("{}.q8_0.gguf", me.name));
-                std::fs::create_dir_all(&a.out).with_context(|| format!("creating '{}'", a.out.display()))?;
-                let job = GgufExport { student: path.to_path_buf(), teacher: Some(a.teacher.clone()), out: gguf.clone(), quant: Quant::Q8_0 };
-                export_gguf(&job).with_context(|| format!("exporting '{}' for llama.cpp", path.display()))?;
+                std::fs::create_dir_all(&a.out)
+                    .with_context(|| format!("creating '{}'", a.out.display()))?;
+                let job = GgufExport {
+                    student: path.to_path_buf(),
+                    teacher: Some(a.teacher.clone()),
+                    out: gguf.clone(),
+                    quant: Quant::Q8_0,
+                };
+                export_gguf(&job)
+                    .with_context(|| format!("exporting '{}' for llama.cpp", path.display()))?;
                 me.speed.push(measure(&gguf, threads)?);
             }
         }

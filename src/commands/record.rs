@@ -53,15 +53,19 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
             planned,
             done,
         } => {
-            super::say(&bar, args.quiet, format!(
-                "teacher {} ({}, {} params, vocab {}), {} records, {} already recorded",
-                teacher.file,
-                teacher.architecture,
-                teacher.n_params,
-                teacher.n_vocab,
-                planned,
-                done
-            ));
+            super::say(
+                &bar,
+                args.quiet,
+                format!(
+                    "teacher {} ({}, {} params, vocab {}), {} records, {} already recorded",
+                    teacher.file,
+                    teacher.architecture,
+                    teacher.n_params,
+                    teacher.n_vocab,
+                    planned,
+                    done
+                ),
+            );
             bar.set_length(planned as u64);
             bar.set_position(done as u64);
             bar.reset_eta();
@@ -85,7 +89,11 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
             // Without a terminal the bar is hidden: log one line per shard instead.
             if bar.is_hidden() && !args.quiet {
                 let secs = clock.elapsed().as_secs_f64().max(1e-9);
-                eprintln!("record: {done}/{} records, {tokens} tokens, {targets} targets, {:.0} tok/s", bar.length().unwrap_or(0), tokens as f64 / secs);
+                eprintln!(
+                    "record: {done}/{} records, {tokens} tokens, {targets} targets, {:.0} tok/s",
+                    bar.length().unwrap_or(0),
+                    tokens as f64 / secs
+                );
             }
         }
     })

@@ -164,11 +164,15 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
             params,
             windows,
         } => {
-            super::say(&bar, a.quiet, format!(
-                "student {:.1}M params | {windows} windows of {} tokens | steps {step}..{steps}",
-                params as f64 / 1e6,
-                a.seq_len
-            ));
+            super::say(
+                &bar,
+                a.quiet,
+                format!(
+                    "student {:.1}M params | {windows} windows of {} tokens | steps {step}..{steps}",
+                    params as f64 / 1e6,
+                    a.seq_len
+                ),
+            );
             bar.set_length(steps as u64);
             bar.set_position(step as u64);
             bar.reset_eta();
@@ -185,16 +189,22 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
             ));
         }
         TrainEvent::Valid(v) => {
-            super::say(&bar, a.quiet, format!(
-                "step {:>5}  valid ce {:.3}  kl {:.3}  top1 {:.1}%",
-                v.step,
-                v.valid_ce,
-                v.valid_kl,
-                100.0 * v.valid_top1
-            ));
+            super::say(
+                &bar,
+                a.quiet,
+                format!(
+                    "step {:>5}  valid ce {:.3}  kl {:.3}  top1 {:.1}%",
+                    v.step,
+                    v.valid_ce,
+                    v.valid_kl,
+                    100.0 * v.valid_top1
+                ),
+            );
             last_valid = Some(v);
         }
-        TrainEvent::Saved { step } => super::say(&bar, a.quiet, format!("step {step:>5}  checkpoint saved")),
+        TrainEvent::Saved { step } => {
+            super::say(&bar, a.quiet, format!("step {step:>5}  checkpoint saved"))
+        }
     });
     bar.finish_and_clear();
     splits.train = data::Stream::default();

@@ -115,7 +115,7 @@ pub fn candle(dir: &Path, threads: usize) -> Result<Speed> {
         let mut cache = hf::Cache::new(true, DType::F32, &hf_cfg, &Device::Cpu)?;
         let clock = Instant::now();
         let input = Tensor::new(prompt, &Device::Cpu)?.unsqueeze(0)?;
-        let mut next = crate::teacher::llama::argmax(
+        let mut next = crate::teacher::argmax(
             &model
                 .forward(&input, 0, &mut cache)?
                 .squeeze(0)?
@@ -125,7 +125,7 @@ pub fn candle(dir: &Path, threads: usize) -> Result<Speed> {
         let clock = Instant::now();
         for i in 0..n_gen.saturating_sub(1) {
             let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
-            next = crate::teacher::llama::argmax(
+            next = crate::teacher::argmax(
                 &model
                     .forward(&input, prompt.len() + i, &mut cache)?
                     .squeeze(0)?

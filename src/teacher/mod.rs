@@ -2,7 +2,9 @@
 //! next-token distribution at every response position.
 
 pub mod llama;
+pub mod session;
 pub mod topk;
 
-pub use llama::{Job, LlamaTeacher, Sequence, Session, SessionParams, Stop, TeacherInfo};
+pub use llama::{LlamaTeacher, TeacherInfo};
+pub use session::{Job, Sequence, Session, SessionParams, Stop, argmax};
 pub use topk::{Rng, Sampling};

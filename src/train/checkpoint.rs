@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::optim::AdamW;
+use super::trainer::TrainRun;
 use crate::record::write_atomic;
 use crate::student::io::{self, Weights};
 use crate::{Error, Result};
@@ -140,4 +141,57 @@ pub fn load(dir: &Path, state: &TrainState, opt: &mut AdamW) -> Result<()> {
         .to_vec1::<f32>()?;
     opt.t = t.first().copied().unwrap_or(0.0) as u64;
     Ok(())
+}
+
+/// A fresh state, or the saved one (weights and moments loaded) when resuming.
+pub(super) fn start_state(run: &TrainRun<'_>, opt: &mut AdamW) -> Result<TrainState> {
+    let teacher = TeacherId {
+        file: run.data.manifest.teacher.file.clone(),
+        path: run.data.manifest.teacher.path.clone(),
+        n_vocab: run.data.manifest.teacher.n_vocab,
+        tokenizer_fingerprint: run.data.manifest.teacher.tokenizer_fingerprint.clone(),
+    };
+    let settings = serde_json::to_value(run.settings)?;
+    if !run.resume {
+        return Ok(TrainState {
+            step: 0,
+            epoch: 0,
+            cursor: 0,
+            metrics_lines: 0,
+            best_valid: None,
+            elapsed: 0.0,
+            checkpoint: String::new(),
+            teacher,
+            settings,
+        });
+    }
+    let state = TrainState::read(run.out)?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "--resume: '{}' has no train_state.json; start without --resume",
+            run.out.display()
+        ))
+    })?;
+    if state.teacher.tokenizer_fingerprint != teacher.tokenizer_fingerprint
+        || state.teacher.n_vocab != teacher.n_vocab
+    {
+        return Err(Error::Invalid(format!(
+            "the student was trained on a corpus of teacher '{}' (vocab {}), this corpus comes from '{}' (vocab {}): tokenizers differ",
+            state.teacher.file, state.teacher.n_vocab, teacher.file, teacher.n_vocab
+        )));
+    }
+    let mut same = state.settings.clone();
+    if let (Some(a), Some(b)) = (same.as_object_mut(), settings.as_object()) {
+        // The step budget may grow on resume; everything else must match.
+        a.insert("steps".into(), b.get("steps").cloned().unwrap_or_default());
+    }
+    if same != settings {
+        return Err(Error::Invalid(format!(
+            "--resume with other settings than the run in '{}': was {}, now {}",
+            run.out.display(),
+            state.settings,
+            settings
+        )));
+    }
+    load(run.out, &state, opt)?;
+    Ok(state)
 }

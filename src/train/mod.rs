@@ -6,6 +6,7 @@ pub mod data;
 pub mod loss;
 mod loss_kernel;
 mod loss_op;
+pub mod metrics;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;

@@ -108,7 +108,12 @@ fn longer_training_beats_random_and_every_statistic_is_reported() {
     // The student also runs in llama.cpp (exported as Q8_0) and is faster than its teacher.
     let student_llama = &r["models"][1]["speed"][1];
     assert_eq!(student_llama["engine"], "llama.cpp");
-    let (s, t) = (student_llama["decode_tok_s"].as_f64().expect("f64"), r["models"][0]["speed"][0]["decode_tok_s"].as_f64().expect("f64"));
+    let (s, t) = (
+        student_llama["decode_tok_s"].as_f64().expect("f64"),
+        r["models"][0]["speed"][0]["decode_tok_s"]
+            .as_f64()
+            .expect("f64"),
+    );
     assert!(s > t, "student decodes at {s} tok/s, teacher at {t}");
 }
 

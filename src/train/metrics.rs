@@ -1,0 +1,122 @@
+//! Per-step and validation figures, and `metrics.jsonl`, the run's log (one JSON object a
+//! line, `kind` = `train` or `valid`), which plots and dashboards read.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::TrainState;
+use super::data::Stream;
+use super::loss::{Divergence, LossConfig, LossStats, kd_loss};
+use super::trainer::TrainSettings;
+use crate::student::Student;
+use crate::{Error, Result};
+
+/// Figures of one optimizer step (a line of `metrics.jsonl`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Step number (1-based).
+    pub step: usize,
+    /// Mixed loss.
+    pub loss: f64,
+    /// Hard-label cross-entropy.
+    pub ce: f64,
+    /// Divergence to the teacher (unscaled).
+    pub kd: f64,
+    /// Share of targets where the student's top-1 is the teacher's.
+    pub top1: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens per second of this step.
+    pub tok_s: f64,
+    /// Seconds since the run began.
+    pub elapsed: f64,
+}
+
+/// Figures of a validation pass.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValidMetrics {
+    /// Step it ran after.
+    pub step: usize,
+    /// Cross-entropy on the held-out targets.
+    pub valid_ce: f64,
+    /// KL(teacher top-k || student) at temperature 1.
+    pub valid_kl: f64,
+    /// Top-1 agreement with the teacher.
+    pub valid_top1: f64,
+}
+
+/// Validation on detached outputs: CE, KL to the teacher at T = 1, top-1 agreement.
+pub(super) fn validate(
+    student: &Student,
+    data: &Stream,
+    s: &TrainSettings,
+    step: usize,
+) -> Result<Option<ValidMetrics>> {
+    if data.targets() == 0 {
+        return Ok(None);
+    }
+    let cfg = LossConfig {
+        alpha: 0.0,
+        temperature: 1.0,
+        divergence: Divergence::Fkl,
+        chunk_rows: 256,
+    };
+    let mut agg = LossStats::default();
+    let all: Vec<usize> = (0..data.windows(s.seq_len)).collect();
+    for ws in all.chunks(s.batch.max(1)) {
+        let (ids, positions, targets) = data.batch(ws, s.seq_len);
+        if positions.is_empty() {
+            continue;
+        }
+        let ids = Tensor::from_vec(ids, (ws.len(), s.seq_len), &Device::Cpu)?;
+        let h = student.hidden(&ids)?.detach();
+        let hidden = h.dim(2)?;
+        let rows = Tensor::from_vec(positions.clone(), positions.len(), &Device::Cpu)?;
+        let h = h
+            .reshape((ws.len() * s.seq_len, hidden))?
+            .index_select(&rows, 0)?;
+        let (_, stats) = kd_loss(&h, &student.output_weight().detach(), &targets, &cfg)?;
+        agg.add(&stats);
+    }
+    let n = agg.rows.max(1) as f64;
+    Ok(Some(ValidMetrics {
+        step,
+        valid_ce: agg.ce / n,
+        valid_kl: agg.kd / n,
+        valid_top1: agg.top1_agree as f64 / n,
+    }))
+}
+
+/// Open `metrics.jsonl` for appending, cut back to `keep` lines (a resumed run rewrites
+/// the steps after its checkpoint).
+pub(super) fn metrics_file(dir: &Path, keep: usize) -> Result<std::io::BufWriter<std::fs::File>> {
+    let path: PathBuf = dir.join("metrics.jsonl");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let kept: String = old.lines().take(keep).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, kept).map_err(|e| Error::io(&path, e))?;
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(std::io::BufWriter::new(f))
+}
+
+pub(super) fn write_metric(
+    w: &mut impl Write,
+    kind: &str,
+    m: &impl Serialize,
+    state: &mut TrainState,
+) -> Result<()> {
+    let mut line = serde_json::to_value(m)?;
+    if let Some(obj) = line.as_object_mut() {
+        obj.insert("kind".into(), kind.into());
+    }
+    writeln!(w, "{line}").map_err(|e| Error::io("metrics.jsonl", e))?;
+    state.metrics_lines += 1;
+    Ok(())
+}
