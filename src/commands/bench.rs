@@ -50,13 +50,8 @@ pub fn teacher(args: &BenchTeacherArgs) -> anyhow::Result<()> {
     let score_jobs: Vec<Job> = (0..n_seq)
         .map(|i| job(&prompt, Some(body.clone()), 0, i))
         .collect();
-    let score = timed_run(
-        &teacher,
-        params(PARALLEL, SCORE_SEQ),
-        score_jobs,
-        &out_dir,
-        |s| s.tokens.len(),
-    )?;
+    let (scored, secs) = timed_run(&teacher, params(PARALLEL, SCORE_SEQ), score_jobs, &out_dir)?;
+    let score = scored as f64 / secs;
 
     // Generate: a short prompt, then exactly gen_tokens sampled tokens per sequence.
     let prompt = teacher.tokenize(
@@ -64,21 +59,20 @@ pub fn teacher(args: &BenchTeacherArgs) -> anyhow::Result<()> {
         true,
     );
     let ctx = prompt.len() + args.gen_tokens + 1;
-    let gen_jobs = |n: usize| {
-        (0..n)
-            .map(|i| job(&prompt, None, args.gen_tokens, i))
-            .collect::<Vec<_>>()
+    // Like llama-bench's tg and batched-bench's S_TG, count decoding only: time the same
+    // jobs stopped after their first token and subtract (prefill and first pick).
+    let gen_rate = |n: usize| -> anyhow::Result<f64> {
+        let jobs = |max: usize| {
+            (0..n)
+                .map(|i| job(&prompt, None, max, i))
+                .collect::<Vec<_>>()
+        };
+        let (_, t1) = timed_run(&teacher, params(n, ctx), jobs(1), &out_dir)?;
+        let (_, tn) = timed_run(&teacher, params(n, ctx), jobs(args.gen_tokens), &out_dir)?;
+        Ok((n * (args.gen_tokens - 1)) as f64 / (tn - t1).max(1e-9))
     };
-    let gen1 = timed_run(&teacher, params(1, ctx), gen_jobs(1), &out_dir, |s| {
-        s.n_targets()
-    })?;
-    let gen8 = timed_run(
-        &teacher,
-        params(PARALLEL, ctx),
-        gen_jobs(PARALLEL),
-        &out_dir,
-        |s| s.n_targets(),
-    )?;
+    let gen1 = gen_rate(1)?;
+    let gen8 = gen_rate(PARALLEL)?;
     std::fs::remove_dir_all(&out_dir).ok();
 
     if args.json {
@@ -93,8 +87,8 @@ pub fn teacher(args: &BenchTeacherArgs) -> anyhow::Result<()> {
             teacher.info.file
         );
         println!("score (teacher-forced, {SCORE_SEQ}-token sequences)   {score:8.1} tok/s");
-        println!("generate, 1 sequence                          {gen1:8.1} tok/s");
-        println!("generate, {PARALLEL} sequences (aggregate)             {gen8:8.1} tok/s");
+        println!("generate, 1 sequence (decoding)               {gen1:8.1} tok/s");
+        println!("generate, {PARALLEL} sequences (aggregate decoding) {gen8:8.1} tok/s");
     }
     Ok(())
 }
@@ -120,15 +114,14 @@ fn job(prompt: &[u32], response: Option<Vec<u32>>, max_new_tokens: usize, i: usi
     }
 }
 
-/// Decode `jobs` (after a short warm-up), write them as a shard, and return counted tokens
-/// per second of the whole.
+/// Decode `jobs` (after a short warm-up) and write them as a shard; returns the tokens
+/// decoded (prompt and response) and the seconds it all took.
 fn timed_run(
     teacher: &LlamaTeacher,
     params: SessionParams,
     mut jobs: Vec<Job>,
     dir: &std::path::Path,
-    count: impl Fn(&crate::teacher::Sequence) -> usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(usize, f64)> {
     let mut session = teacher.session(params)?;
     let mut warm = vec![Job {
         max_new_tokens: 4,
@@ -138,14 +131,12 @@ fn timed_run(
     session.run(&mut warm, |_, _| Ok(()))?;
     let clock = Instant::now();
     let mut shard = Shard::new(params.k);
-    let mut counted = 0;
     session.run(&mut jobs, |_, seq| {
-        counted += count(&seq);
         shard.push(&seq);
         Ok(())
     })?;
     shard.write(&dir.join("bench.safetensors"), teacher.info.n_vocab)?;
-    Ok(counted as f64 / clock.elapsed().as_secs_f64())
+    Ok((shard.tokens.len(), clock.elapsed().as_secs_f64()))
 }
 
 /// `distill bench train`: seconds per optimizer step, tokens/s, peak RSS and the share of
