@@ -66,22 +66,17 @@ pub fn llama(path: &Path, threads: usize) -> Result<Speed> {
     let short = t.tokenize(SHORT, true);
     let mut long = t.tokenize(&long_text(), true);
     long.truncate(500);
-    s.time_generation(&short, 4)?; // warm-up
-    let (ttft_short, _) = s.time_generation(&short, 1)?;
-    let (ttft_long, _) = s.time_generation(&long, 1)?;
-    let (_, decode) = s.time_generation(&short, GEN_TOKENS)?;
-    Ok(Speed {
-        engine: "llama.cpp".into(),
-        params: t.info.n_params,
-        file_bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
-        prompt_tok_s: long.len() as f64 / ttft_long,
-        decode_tok_s: (GEN_TOKENS - 1) as f64 / decode,
-        ttft_short_ms: ttft_short * 1e3,
-        ttft_long_ms: ttft_long * 1e3,
-        long_prompt_tokens: long.len(),
-        peak_rss_mb: peak_rss_mb(),
+    let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    let run = |prompt: &[u32], n: usize| s.time_generation(prompt, n);
+    protocol(
+        "llama.cpp",
+        t.info.n_params,
+        file_bytes,
+        &short,
+        &long,
         threads,
-    })
+        run,
+    )
 }
 
 /// Measure a student directory in candle (candle-transformers' Llama with a KV cache).
@@ -134,14 +129,38 @@ pub fn candle(dir: &Path, threads: usize) -> Result<Speed> {
         }
         Ok((ttft, clock.elapsed().as_secs_f64()))
     };
-    run(&short, 4)?;
-    let (ttft_short, _) = run(&short, 1)?;
-    let (ttft_long, _) = run(&long, 1)?;
-    let (_, decode) = run(&short, GEN_TOKENS)?;
+    let file_bytes = std::fs::metadata(dir.join("model.safetensors")).map_or(0, |m| m.len());
+    protocol(
+        "candle",
+        cfg.n_params() as u64,
+        file_bytes,
+        &short,
+        &long,
+        threads,
+        run,
+    )
+}
+
+/// The same protocol for every engine: a warm-up, time to first token for the short and
+/// the long prompt, then decoding after the short one. `run(prompt, n)` returns (seconds
+/// to the first token, seconds for the other `n - 1`).
+fn protocol(
+    engine: &str,
+    params: u64,
+    file_bytes: u64,
+    short: &[u32],
+    long: &[u32],
+    threads: usize,
+    mut run: impl FnMut(&[u32], usize) -> Result<(f64, f64)>,
+) -> Result<Speed> {
+    run(short, 4)?;
+    let (ttft_short, _) = run(short, 1)?;
+    let (ttft_long, _) = run(long, 1)?;
+    let (_, decode) = run(short, GEN_TOKENS)?;
     Ok(Speed {
-        engine: "candle".into(),
-        params: cfg.n_params() as u64,
-        file_bytes: std::fs::metadata(dir.join("model.safetensors")).map_or(0, |m| m.len()),
+        engine: engine.into(),
+        params,
+        file_bytes,
         prompt_tok_s: long.len() as f64 / ttft_long,
         decode_tok_s: (GEN_TOKENS - 1) as f64 / decode,
         ttft_short_ms: ttft_short * 1e3,
