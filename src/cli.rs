@@ -52,9 +52,102 @@ pub enum Command {
     /// Example: distill export --student data/student --out student.gguf --quant q8_0
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
+    /// Chat with the teacher and the student side by side, both streaming, with time to
+    /// first token, tokens/s and the student's speed-up live.
+    ///
+    /// Example: distill chat --student data/run/student
+    #[command(verbatim_doc_comment)]
+    Chat(Box<ChatArgs>),
+    /// The whole pipeline in one dashboard: record the teacher, distill a student, evaluate
+    /// it, then chat with both. Run it again to resume where it stopped.
+    ///
+    /// Example: distill run --minutes 20 --out data/run
+    #[command(verbatim_doc_comment)]
+    Run(Box<RunArgs>),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// How `distill chat` schedules the two models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ChatMode {
+    /// One model at a time, each with every thread: a fair speed comparison.
+    #[default]
+    Turns,
+    /// Both at once, threads split between them.
+    Race,
+}
+
+/// Arguments of `distill chat`.
+#[derive(Debug, Clone, Args)]
+pub struct ChatArgs {
+    /// Teacher GGUF (run in llama.cpp).
+    #[arg(long, default_value = DEFAULT_TEACHER)]
+    pub teacher: PathBuf,
+    /// Chat with the student alone.
+    #[arg(long, requires = "student")]
+    pub no_teacher: bool,
+    /// Student: a directory from `distill train` (run in candle) or a GGUF (run in
+    /// llama.cpp). Without it, chat with the teacher alone.
+    #[arg(long)]
+    pub student: Option<PathBuf>,
+    /// turns (one model at a time) or race (both at once).
+    #[arg(long, value_enum, default_value_t = ChatMode::Turns)]
+    pub mode: ChatMode,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    /// Nucleus sampling mass.
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f32,
+    /// Longest answer per turn, in tokens.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// System prompt (default: the chat template's own).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Context length per model.
+    #[arg(long, default_value_t = 2048)]
+    pub ctx: usize,
+    /// CPU threads in total (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where saved transcripts go (JSONL and Markdown).
+    #[arg(long, default_value = "data/chats")]
+    pub transcripts: PathBuf,
+}
+
+/// Arguments of `distill run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Teacher GGUF model (any llama.cpp chat model).
+    #[arg(long, default_value = DEFAULT_TEACHER)]
+    pub teacher: PathBuf,
+    /// Training prompt files (JSONL, any form `distill record` reads).
+    #[arg(long, num_args = 1.., default_value = "prompts/train.jsonl")]
+    pub prompts: Vec<PathBuf>,
+    /// Held-out prompt files for validation and eval.
+    #[arg(long, num_args = 1.., default_value = "prompts/valid.jsonl")]
+    pub valid_prompts: Vec<PathBuf>,
+    /// Time budget for the whole run, in minutes.
+    #[arg(long, default_value_t = 20.0)]
+    pub minutes: f64,
+    /// Run directory (corpora, student, eval); an existing one is resumed.
+    #[arg(long, default_value = "data/run")]
+    pub out: PathBuf,
+    /// Print progress lines instead of the dashboard (also without a terminal).
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Do not offer the chat at the end.
+    #[arg(long)]
+    pub no_chat: bool,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Formats `distill export` writes.
@@ -158,8 +251,8 @@ pub struct TrainArgs {
     /// Weight of hard-label cross-entropy: 1 = plain training, 0 = pure distillation.
     #[arg(long, default_value_t = 0.5)]
     pub alpha: f32,
-    /// Distillation temperature.
-    #[arg(long, default_value_t = 2.0)]
+    /// Distillation temperature (1 beats 2 on the default teacher: docs/BENCHMARKS.md).
+    #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
     /// Divergence to the teacher: fkl (forward KL), rkl (reverse KL), jsd (generalised JSD).
     #[arg(long, default_value = "fkl", value_parser = ["fkl", "rkl", "jsd"])]

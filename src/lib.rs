@@ -7,12 +7,14 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod chat;
 pub mod cli;
 pub mod commands;
 pub mod corpus;
 pub mod error;
 pub mod eval;
 pub mod gguf;
+pub mod pipeline;
 pub mod record;
 pub mod student;
 pub mod teacher;

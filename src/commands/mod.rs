@@ -2,9 +2,11 @@
 //! print results. Errors get context here (anyhow); the library stays typed.
 
 mod bench;
+mod chat;
 mod eval;
 mod export;
 mod inspect;
+mod pipeline;
 mod record;
 mod train;
 
@@ -24,6 +26,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Model(args)) => eval::bench_model(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Chat(args) => chat::run(&args),
+        Command::Run(args) => pipeline::run(&args),
     }
 }
 

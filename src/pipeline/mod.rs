@@ -1,0 +1,1 @@
+//! `distill run`: the whole pipeline in one dashboard (issue 6, in progress).
