@@ -6,5 +6,6 @@ pub mod session;
 pub mod topk;
 
 pub use llama::{LlamaTeacher, TeacherInfo};
-pub use session::{Job, Sequence, Session, SessionParams, Stop, argmax};
+pub use session::{Job, Sequence, Session, SessionParams, Stop};
+pub use topk::argmax;
 pub use topk::{Rng, Sampling};

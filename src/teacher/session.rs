@@ -11,7 +11,7 @@ use llama_cpp_2::token::LlamaToken;
 use serde::{Deserialize, Serialize};
 
 use super::LlamaTeacher;
-use super::topk::{self, Rng, Sampling};
+use super::topk::{self, Rng, Sampling, argmax, extract_rows};
 use crate::{Error, Result};
 
 /// Size and threading of a [`Session`].
@@ -373,51 +373,5 @@ impl<'m> Session<'m> {
             };
         }
         Ok(())
-    }
-}
-
-/// Index of the largest logit.
-pub fn argmax(z: &[f32]) -> u32 {
-    z.iter()
-        .enumerate()
-        .fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| {
-            if x > b.1 { (i, x) } else { b }
-        })
-        .0 as u32
-}
-
-/// Top-k of every row, split over two threads when there are many rows.
-fn extract_rows(rows: &[&[f32]], k: usize, ids: &mut [u32], lps: &mut [f32]) -> Result<()> {
-    let work = |rows: &[&[f32]], ids: &mut [u32], lps: &mut [f32]| -> bool {
-        let mut scratch = Vec::with_capacity(256);
-        rows.iter().enumerate().all(|(i, row)| {
-            topk::log_softmax_top_k(
-                row,
-                k,
-                &mut ids[i * k..(i + 1) * k],
-                &mut lps[i * k..(i + 1) * k],
-                &mut scratch,
-            )
-            .is_some()
-        })
-    };
-    let ok = if rows.len() >= 16 {
-        let half = rows.len() / 2;
-        let (ids_a, ids_b) = ids.split_at_mut(half * k);
-        let (lps_a, lps_b) = lps.split_at_mut(half * k);
-        std::thread::scope(|sc| {
-            let h = sc.spawn(|| work(&rows[half..], ids_b, lps_b));
-            let a = work(&rows[..half], ids_a, lps_a);
-            a & h.join().unwrap_or(false)
-        })
-    } else {
-        work(rows, ids, lps)
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Llama(
-            "the teacher produced NaN or infinite logits".into(),
-        ))
     }
 }
