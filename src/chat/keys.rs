@@ -90,6 +90,7 @@ impl App {
             KeyCode::Down => input.down(),
             KeyCode::Backspace if ctrl || alt => input.delete_word(),
             KeyCode::Backspace => input.backspace(),
+            KeyCode::Char('h') if ctrl => input.backspace(), // what some terminals send
             KeyCode::Delete => input.delete(),
             KeyCode::Char('w') if ctrl => input.delete_word(),
             KeyCode::Char('u') if ctrl => input.delete_to_line_start(),
