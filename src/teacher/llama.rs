@@ -75,9 +75,26 @@ impl LlamaTeacher {
     /// # Errors
     /// [`Error::Gguf`] for a missing or non-GGUF file, [`Error::Llama`] when llama.cpp refuses it.
     pub fn load(path: &Path, sha256: String) -> Result<Self> {
+        Self::load_with(path, sha256, &LlamaModelParams::default())
+    }
+
+    /// Load only the vocabulary and metadata of the GGUF at `path` (no weights): enough to
+    /// tokenize, detokenize and apply the chat template for a model run elsewhere.
+    ///
+    /// # Errors
+    /// As [`LlamaTeacher::load`]. [`LlamaTeacher::session`] fails on such a model.
+    pub fn load_vocab(path: &Path) -> Result<Self> {
+        Self::load_with(
+            path,
+            String::new(),
+            &LlamaModelParams::default().with_vocab_only(true),
+        )
+    }
+
+    fn load_with(path: &Path, sha256: String, params: &LlamaModelParams) -> Result<Self> {
         let meta = GgufMeta::read(path)?;
         let backend = backend()?;
-        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()).map_err(|e| {
+        let model = LlamaModel::load_from_file(backend, path, params).map_err(|e| {
             Error::Gguf {
                 path: path.to_path_buf(),
                 reason: format!("llama.cpp cannot load it ({e}); is it a complete model of an architecture llama.cpp supports?"),
@@ -122,11 +139,15 @@ impl LlamaTeacher {
 
     /// Text of one token (control tokens included), lossily decoded.
     pub fn piece(&self, id: u32) -> String {
-        let bytes = self
-            .model
+        String::from_utf8_lossy(&self.piece_bytes(id)).into_owned()
+    }
+
+    /// Bytes of one token (control tokens included); a multi-byte character may be split
+    /// across tokens, so streaming callers join them before decoding.
+    pub fn piece_bytes(&self, id: u32) -> Vec<u8> {
+        self.model
             .vocab()
-            .token_to_piece(LlamaToken(id as i32), true, None);
-        String::from_utf8_lossy(&bytes).into_owned()
+            .token_to_piece(LlamaToken(id as i32), true, None)
     }
 
     /// Text of a token sequence, with multi-byte characters split across tokens joined.

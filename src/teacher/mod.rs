@@ -3,6 +3,7 @@
 
 pub mod llama;
 pub mod session;
+mod step;
 pub mod topk;
 
 pub use llama::{LlamaTeacher, TeacherInfo};

@@ -102,9 +102,9 @@ struct Slot {
 /// A decoding session: one llama.cpp context with `parallel` sequence slots.
 pub struct Session<'m> {
     teacher: &'m LlamaTeacher,
-    ctx: LlamaContext<'m>,
-    batch: LlamaBatch<'static>,
-    params: SessionParams,
+    pub(super) ctx: LlamaContext<'m>,
+    pub(super) batch: LlamaBatch<'static>,
+    pub(super) params: SessionParams,
     scratch: Scratch,
 }
 

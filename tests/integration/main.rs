@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one file per flow. They drive the real `distill` binary
 //! and the real teacher GGUF fetched by scripts/setup.sh.
 
+mod chat;
 mod common;
 mod eval;
 mod export;

@@ -1,0 +1,183 @@
+//! The event loop (ratatui `templates/component` `tui.rs`): terminal events, worker
+//! messages and a clock tick are pumped into [`App::update`] through one `tokio::select!`;
+//! commands go to the workers or, for saving, to the disk. The terminal is restored on every
+//! exit: `ratatui::try_init` installs a restoring panic hook, and ours in front of it keeps
+//! a worker's (caught) panic from tearing the screen down while the other model works on.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, stdout};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ratatui::DefaultTerminal;
+use ratatui::crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    EventStream, KeyEventKind, MouseEventKind,
+};
+use ratatui::crossterm::execute;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::time::MissedTickBehavior;
+
+use super::app::AppConfig;
+use super::msg::Cmd;
+use super::worker::{ModelSource, THREAD_PREFIX, Workers};
+use super::{App, Msg, Side, transcript};
+
+/// Clock tick for live figures while answering.
+const TICK: Duration = Duration::from_millis(200);
+/// How long quitting waits for the workers to stop.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
+
+/// What to run the chat with.
+#[derive(Debug, Clone)]
+pub struct ChatSetup {
+    /// The app's starting state (its `size` is replaced by the terminal's).
+    pub app: AppConfig,
+    /// The models and where they come from.
+    pub models: Vec<(Side, ModelSource)>,
+    /// Context length per model.
+    pub ctx: usize,
+    /// Where transcripts go.
+    pub transcripts: PathBuf,
+}
+
+fn to_msg(ev: Event) -> Option<Msg> {
+    match ev {
+        Event::Key(k) if k.kind != KeyEventKind::Release => Some(Msg::Key(k)),
+        Event::Mouse(m)
+            if matches!(
+                m.kind,
+                MouseEventKind::ScrollUp | MouseEventKind::ScrollDown
+            ) =>
+        {
+            Some(Msg::Mouse(m))
+        }
+        Event::Paste(text) => Some(Msg::Paste(text)),
+        Event::Resize(w, h) => Some(Msg::Resize(w, h)),
+        _ => None,
+    }
+}
+
+/// Run the chat until the user quits.
+///
+/// # Errors
+/// Without a terminal, or when the terminal fails.
+pub fn run(setup: ChatSetup) -> std::io::Result<()> {
+    if !stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(std::io::Error::other(
+            "distill chat needs an interactive terminal (stdin and stdout)",
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let original_hook = std::panic::take_hook();
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            ratatui::restore();
+            std::panic::set_hook(original_hook);
+            return Err(e);
+        }
+    };
+    let restoring_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let on_worker = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with(THREAD_PREFIX));
+        if on_worker {
+            // Caught by the worker and shown in its pane; the screen stays up.
+            tracing::error!("model thread panicked: {info}");
+            return;
+        }
+        let _ = execute!(stdout(), DisableBracketedPaste, DisableMouseCapture);
+        restoring_hook(info);
+    }));
+    let result = execute!(stdout(), EnableMouseCapture, EnableBracketedPaste)
+        .and_then(|()| runtime.block_on(chat(&mut terminal, setup)));
+    let _ = execute!(stdout(), DisableBracketedPaste, DisableMouseCapture);
+    ratatui::restore();
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(original_hook);
+    result
+}
+
+async fn chat(terminal: &mut DefaultTerminal, setup: ChatSetup) -> std::io::Result<()> {
+    let size = terminal.size()?;
+    let mut app = App::new(AppConfig {
+        size: (size.width, size.height),
+        ..setup.app
+    });
+    let (tx, mut rx) = unbounded_channel();
+    let mut workers = Workers::spawn(setup.models, setup.ctx, app.threads_for_next(), &tx);
+    drop(tx);
+    let result = event_loop(
+        terminal,
+        &mut app,
+        &mut workers,
+        &mut rx,
+        &setup.transcripts,
+    )
+    .await;
+    workers.shutdown(SHUTDOWN_WAIT);
+    result
+}
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    app: &mut App,
+    workers: &mut Workers,
+    rx: &mut UnboundedReceiver<Msg>,
+    transcripts: &Path,
+) -> std::io::Result<()> {
+    let mut events = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    // First-save time of each conversation: a re-save overwrites the same files.
+    let mut stamps: HashMap<u64, u64> = HashMap::new();
+    let mut redraw = true;
+    loop {
+        if redraw {
+            terminal.draw(|f| app.view(f))?;
+        }
+        let msg = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(ev)) => to_msg(ev),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            },
+            Some(msg) = rx.recv() => Some(msg),
+            _ = tick.tick() => Some(Msg::Tick(Instant::now())),
+        };
+        let Some(msg) = msg else {
+            redraw = false;
+            continue;
+        };
+        redraw = !matches!(msg, Msg::Tick(_)) || app.is_busy();
+        // Take every queued worker message before drawing again: tokens come in bursts.
+        let mut batch = vec![msg];
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        for msg in batch {
+            for cmd in app.update(msg) {
+                match cmd {
+                    Cmd::Generate { side, req, request } => workers.generate(side, req, request),
+                    Cmd::Cancel { side, req } => workers.cancel(side, req),
+                    Cmd::Save(t) => {
+                        let secs = *stamps
+                            .entry(t.conversation)
+                            .or_insert_with(transcript::now_secs);
+                        let saved =
+                            transcript::save(transcripts, secs, &t).map_err(|e| e.to_string());
+                        app.update(Msg::Saved(saved));
+                    }
+                }
+            }
+        }
+        if app.should_quit {
+            return Ok(());
+        }
+    }
+}
