@@ -4,6 +4,7 @@
 mod common;
 mod eval;
 mod export;
+mod pipeline;
 mod record;
 mod tokenizer;
 mod train;
