@@ -87,6 +87,14 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
     if args.batch == 0 || args.seq_len < 2 || args.valid_prompts_limit == 0 {
         bail!("--batch and --valid-prompts-limit must be at least 1, --seq-len at least 2");
     }
+    Ok(RunState::open(
+        &args.out,
+        settings(args, [record, train, eval])?,
+    )?)
+}
+
+/// The settings of `args`, with the teacher and prompt files hashed.
+fn settings(args: &RunArgs, split: [f64; 3]) -> anyhow::Result<RunSettings> {
     let id = |p: &PathBuf| -> anyhow::Result<FileId> {
         if !p.is_file() {
             bail!("'{}' not found: pass an existing file", p.display());
@@ -96,7 +104,7 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
             sha256: file_sha256(p)?,
         })
     };
-    let settings = RunSettings {
+    Ok(RunSettings {
         teacher: id(&args.teacher)?,
         prompts: args.prompts.iter().map(id).collect::<anyhow::Result<_>>()?,
         valid_prompts: args
@@ -104,7 +112,7 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
             .iter()
             .map(id)
             .collect::<anyhow::Result<_>>()?,
-        budget: Budget::new(args.minutes, [record, train, eval])?,
+        budget: Budget::new(args.minutes, split)?,
         train_prompts_limit: args.train_prompts_limit,
         valid_prompts_limit: args.valid_prompts_limit,
         max_new_tokens: args.max_new_tokens,
@@ -115,8 +123,7 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
         train_steps: args.train_steps,
         seed: args.seed,
         speed: !args.no_speed,
-    };
-    Ok(RunState::open(&args.out, settings)?)
+    })
 }
 
 /// Without a terminal: progress lines on stderr, the summary on stdout.

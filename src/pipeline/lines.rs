@@ -24,25 +24,7 @@ impl Lines {
     /// The lines to print for `event`, which arrived `at` seconds into the run.
     pub fn on(&mut self, at: f64, event: &Event) -> Vec<String> {
         match event {
-            Event::Plan { out, state } => {
-                let b = state.settings.budget;
-                let mut out = vec![format!(
-                    "run: {} | teacher {} | budget {} (record {}, train {}, eval {})",
-                    out.display(),
-                    state.settings.teacher.path.display(),
-                    clock(b.minutes * 60.0),
-                    clock(b.record_seconds()),
-                    clock(b.train_seconds()),
-                    clock(b.eval_seconds())
-                )];
-                for stage in Stage::ALL {
-                    let s = state.stage(stage);
-                    if s.status == super::state::Status::Done {
-                        out.push(format!("{}: done earlier, {}", stage.label(), s.summary));
-                    }
-                }
-                out
-            }
+            Event::Plan { out, state } => plan_lines(out, state),
             Event::StageStarted { stage, note, cap } => {
                 self.stage = Some(*stage);
                 if stage.is_record() {
@@ -106,13 +88,12 @@ impl Lines {
             )],
             Progress::Sequence { .. } => Vec::new(),
             Progress::Shard { done } => vec![format!(
-                "{}: {done}/{} records, {} tokens, {:.0} tok/s, ETA {}{}",
+                "{}: {done}/{} records, {} tokens, {:.0} tok/s, {}",
                 self.label(),
                 r.planned,
                 r.tokens,
                 r.tok_s(),
-                r.eta().map_or("?".into(), clock),
-                if r.capped() { " (time cap)" } else { "" }
+                r.eta_label()
             )],
         }
     }
@@ -155,6 +136,27 @@ impl Lines {
             TrainEvent::Saved { step } => vec![format!("train: checkpoint at step {step}")],
         }
     }
+}
+
+/// The budget, and the stages an earlier run finished.
+fn plan_lines(out: &std::path::Path, state: &super::state::RunState) -> Vec<String> {
+    let b = state.settings.budget;
+    let mut lines = vec![format!(
+        "run: {} | teacher {} | budget {} (record {}, train {}, eval {})",
+        out.display(),
+        state.settings.teacher.path.display(),
+        clock(b.minutes * 60.0),
+        clock(b.record_seconds()),
+        clock(b.train_seconds()),
+        clock(b.eval_seconds())
+    )];
+    for stage in Stage::ALL {
+        let s = state.stage(stage);
+        if s.status == super::state::Status::Done {
+            lines.push(format!("{}: done earlier, {}", stage.label(), s.summary));
+        }
+    }
+    lines
 }
 
 #[cfg(test)]

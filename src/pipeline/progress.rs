@@ -98,7 +98,13 @@ impl RecordProgress {
         }
     }
 
-    /// Share of the stage done: by time when an ETA is known, else by records.
+    /// Whether the time cap has passed: the stage ends with the shard in progress.
+    pub fn cap_reached(&self) -> bool {
+        self.cap.is_some_and(|c| self.elapsed() >= c)
+    }
+
+    /// Share of the stage done: by time when an ETA is known, else by records; never
+    /// full before the stage ends.
     pub fn ratio(&self) -> f64 {
         let r = match self.eta() {
             Some(eta) if self.done > self.done_before => {
@@ -106,7 +112,19 @@ impl RecordProgress {
             }
             _ => self.done as f64 / self.planned.max(1) as f64,
         };
-        r.clamp(0.0, 1.0)
+        r.clamp(0.0, 0.99)
+    }
+
+    /// ETA and whether the time cap decides it, for a label.
+    pub fn eta_label(&self) -> String {
+        if self.cap_reached() {
+            return "time cap reached: finishing the shard in progress".into();
+        }
+        format!(
+            "ETA {}{}",
+            self.eta().map_or("?".into(), super::summary::clock),
+            if self.capped() { " (time cap)" } else { "" }
+        )
     }
 }
 
@@ -290,6 +308,13 @@ mod tests {
         r.cap = Some(50.0);
         assert!((r.eta().expect("eta") - 22.0).abs() < 1e-9);
         assert!(r.capped());
+        assert_eq!(r.eta_label(), "ETA 0:22 (time cap)");
+        r.cap = Some(20.0);
+        assert_eq!(
+            r.eta_label(),
+            "time cap reached: finishing the shard in progress"
+        );
+        assert!(r.ratio() < 1.0, "full only when the stage ends");
         assert!((r.tok_s() - 1000.0 / 28.0).abs() < 1e-9);
     }
 

@@ -74,73 +74,57 @@ pub struct RunSettings {
 impl RunSettings {
     /// The differences to `now`, each naming its option, old and new value.
     pub fn differences(&self, now: &Self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut check = |flag: &str, was: String, is: String| {
-            if was != is {
-                out.push(format!("{flag} was '{was}', now '{is}'"));
-            }
-        };
         // Files count as equal when their contents are, wherever they are.
         let files = |xs: &[FileId]| xs.iter().map(FileId::show).collect::<Vec<_>>().join(", ");
         let shas = |xs: &[FileId]| xs.iter().map(|x| x.sha256.clone()).collect::<Vec<_>>();
+        let mut out = Vec::new();
         if self.teacher.sha256 != now.teacher.sha256 {
-            check("--teacher", self.teacher.show(), now.teacher.show());
+            out.push(("--teacher", self.teacher.show(), now.teacher.show()));
         }
         if shas(&self.prompts) != shas(&now.prompts) {
-            check("--prompts", files(&self.prompts), files(&now.prompts));
+            out.push(("--prompts", files(&self.prompts), files(&now.prompts)));
         }
         if shas(&self.valid_prompts) != shas(&now.valid_prompts) {
-            check(
-                "--valid-prompts",
-                files(&self.valid_prompts),
-                files(&now.valid_prompts),
-            );
+            let (was, is) = (files(&self.valid_prompts), files(&now.valid_prompts));
+            out.push(("--valid-prompts", was, is));
         }
+        for ((flag, was), (_, is)) in self.options().into_iter().zip(now.options()) {
+            if was != is {
+                out.push((flag, was, is));
+            }
+        }
+        out.into_iter()
+            .map(|(flag, was, is)| format!("{flag} was '{was}', now '{is}'"))
+            .collect()
+    }
+
+    /// Every option other than the files, as its flag and value.
+    fn options(&self) -> Vec<(&'static str, String)> {
         let or = |x: Option<usize>, none: &str| x.map_or(none.to_string(), |n| n.to_string());
-        let list = |xs: &[String]| xs.join(",");
-        let split = |b: &Budget| list(&b.split.map(|x| x.to_string()));
-        let layers = |xs: &[usize]| list(&xs.iter().map(usize::to_string).collect::<Vec<_>>());
-        check(
-            "--minutes",
-            self.budget.minutes.to_string(),
-            now.budget.minutes.to_string(),
-        );
-        check("--split", split(&self.budget), split(&now.budget));
-        check(
-            "--train-prompts-limit",
-            or(self.train_prompts_limit, "all"),
-            or(now.train_prompts_limit, "all"),
-        );
-        check(
-            "--valid-prompts-limit",
-            self.valid_prompts_limit.to_string(),
-            now.valid_prompts_limit.to_string(),
-        );
-        check(
-            "--max-new-tokens",
-            self.max_new_tokens.to_string(),
-            now.max_new_tokens.to_string(),
-        );
-        check("--layers", layers(&self.layers), layers(&now.layers));
-        check("--lr", self.lr.to_string(), now.lr.to_string());
-        check("--batch", self.batch.to_string(), now.batch.to_string());
-        check(
-            "--seq-len",
-            self.seq_len.to_string(),
-            now.seq_len.to_string(),
-        );
-        check(
-            "--train-steps",
-            or(self.train_steps, "auto"),
-            or(now.train_steps, "auto"),
-        );
-        check("--seed", self.seed.to_string(), now.seed.to_string());
-        check(
-            "--no-speed",
-            (!self.speed).to_string(),
-            (!now.speed).to_string(),
-        );
-        out
+        let list = |xs: Vec<String>| xs.join(",");
+        vec![
+            ("--minutes", self.budget.minutes.to_string()),
+            (
+                "--split",
+                list(self.budget.split.map(|x| x.to_string()).to_vec()),
+            ),
+            ("--train-prompts-limit", or(self.train_prompts_limit, "all")),
+            (
+                "--valid-prompts-limit",
+                self.valid_prompts_limit.to_string(),
+            ),
+            ("--max-new-tokens", self.max_new_tokens.to_string()),
+            (
+                "--layers",
+                list(self.layers.iter().map(usize::to_string).collect()),
+            ),
+            ("--lr", self.lr.to_string()),
+            ("--batch", self.batch.to_string()),
+            ("--seq-len", self.seq_len.to_string()),
+            ("--train-steps", or(self.train_steps, "auto")),
+            ("--seed", self.seed.to_string()),
+            ("--no-speed", (!self.speed).to_string()),
+        ]
     }
 }
 

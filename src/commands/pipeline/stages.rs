@@ -84,57 +84,50 @@ impl Job {
         Ok(true)
     }
 
-    fn record_settings(&self) -> RecordSettings {
-        RecordSettings {
+    /// What a record stage records: the held-out set is small and fixed; the training set
+    /// takes what is left of the record share.
+    fn record_config(&self, stage: Stage, stop: &Arc<AtomicBool>) -> (RecordConfig, Option<f64>) {
+        let a = &self.args;
+        let valid = stage == Stage::RecordValid;
+        let cap = (!valid).then(|| self.state.record_seconds_left());
+        let settings = RecordSettings {
             mode: Mode::Generate,
             k: TOP_K,
             temperature: 0.7,
             top_p: 0.9,
-            seed: self.args.seed,
-            max_new_tokens: self.args.max_new_tokens,
+            seed: a.seed,
+            max_new_tokens: a.max_new_tokens,
             system: None,
             ctx: 2048,
             parallel: 8,
             shard_size: SHARD_SIZE,
             skip_bad: false,
-            threads: super::super::threads(self.args.threads),
-        }
-    }
-
-    fn record(&mut self, stage: Stage, stop: &Arc<AtomicBool>) -> anyhow::Result<Outcome> {
-        let valid = stage == Stage::RecordValid;
-        let dir = self.args.out.join(if valid { "valid" } else { "train" });
-        // The held-out set is small and fixed; the training set takes what is left of the
-        // record share.
-        let cap = (!valid).then(|| self.state.record_seconds_left());
+            threads: super::super::threads(a.threads),
+        };
         let cfg = RecordConfig {
-            teacher: self.args.teacher.clone(),
-            prompts: if valid {
-                self.args.valid_prompts.clone()
-            } else {
-                self.args.prompts.clone()
-            },
-            out: dir.clone(),
-            settings: self.record_settings(),
+            teacher: a.teacher.clone(),
+            prompts: if valid { &a.valid_prompts } else { &a.prompts }.clone(),
+            out: a.out.join(if valid { "valid" } else { "train" }),
+            settings,
             limit: if valid {
-                Some(self.args.valid_prompts_limit)
+                Some(a.valid_prompts_limit)
             } else {
-                self.args.train_prompts_limit
+                a.train_prompts_limit
             },
             minutes: cap.map(|c| c / 60.0),
             stop: Some(Arc::clone(stop)),
         };
-        let note = match cap {
-            Some(c) if c < 1.0 => format!(
-                "the record share is spent: the teacher answers one shard of {SHARD_SIZE} training prompts"
-            ),
-            Some(c) => format!(
-                "the teacher answers the training prompts for up to {}",
-                crate::pipeline::summary::clock(c)
-            ),
-            None => "the teacher answers the held-out prompts".into(),
-        };
-        self.send(Event::StageStarted { stage, note, cap });
+        (cfg, cap)
+    }
+
+    fn record(&mut self, stage: Stage, stop: &Arc<AtomicBool>) -> anyhow::Result<Outcome> {
+        let (cfg, cap) = self.record_config(stage, stop);
+        let dir = cfg.out.clone();
+        self.send(Event::StageStarted {
+            stage,
+            note: record_note(cap),
+            cap,
+        });
         let clock = Instant::now();
         let base = self.state.stage(stage).seconds;
         let (mut pending, mut planned) = (0, 0);
@@ -217,5 +210,19 @@ impl Job {
             "KLD {kld:.3}, same top-1 {:.1}%{up}",
             100.0 * top
         )))
+    }
+}
+
+/// What a record stage is about to do, given its time cap.
+fn record_note(cap: Option<f64>) -> String {
+    match cap {
+        Some(c) if c < 1.0 => format!(
+            "the record share is spent: the teacher answers one shard of {SHARD_SIZE} training prompts"
+        ),
+        Some(c) => format!(
+            "the teacher answers the training prompts for up to {}",
+            crate::pipeline::summary::clock(c)
+        ),
+        None => "the teacher answers the held-out prompts".into(),
     }
 }

@@ -56,17 +56,9 @@ impl Job {
         let saved = TrainState::read(&setup.dir)?;
         let windows = setup.splits.train.windows(a.seq_len);
         let known = self.state.train_steps.or(a.train_steps);
-        let note = match (&saved, known) {
-            (Some(s), Some(n)) => format!("resuming at step {} of {n}", s.step),
-            (_, Some(n)) => format!("{n} steps from teacher blocks {:?}", a.layers),
-            (_, None) => format!(
-                "teacher blocks {:?}, {windows} windows: timing the first step to plan the rest",
-                a.layers
-            ),
-        };
         self.send(Event::StageStarted {
             stage: Stage::Train,
-            note,
+            note: train_note(saved.as_ref(), known, &a.layers, windows),
             cap: Some(self.train_left(&setup)),
         });
         if saved.is_some() {
@@ -77,21 +69,11 @@ impl Job {
         let steps = match known {
             Some(n) => n,
             None => {
-                let first = self.run_trainer(&setup, 1, resume, stop)?;
-                if stop.load(Ordering::Relaxed) {
+                let Some(n) = self.plan_steps(&setup, resume, windows, stop)? else {
                     return Ok(Outcome::Stopped);
-                }
+                };
                 resume = true;
-                let costs = first
-                    .costs
-                    .unwrap_or_else(|| fallback_costs(&setup.dir, a.batch * a.seq_len));
-                planned_steps(&StepPlan {
-                    seconds: self.train_left(&setup),
-                    costs,
-                    done: first.state.step,
-                    windows,
-                    batch: a.batch,
-                })
+                n
             }
         };
         self.state.train_steps = Some(steps);
@@ -110,6 +92,32 @@ impl Job {
             },
             ran.params as f64 / 1e6
         )))
+    }
+
+    /// Run and time the first step, then plan the steps the rest of the share fits;
+    /// `None` when stopped meanwhile.
+    fn plan_steps(
+        &mut self,
+        setup: &Setup,
+        resume: bool,
+        windows: usize,
+        stop: &AtomicBool,
+    ) -> anyhow::Result<Option<usize>> {
+        let first = self.run_trainer(setup, 1, resume, stop)?;
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let (batch, tokens) = (self.args.batch, self.args.batch * self.args.seq_len);
+        let costs = first
+            .costs
+            .unwrap_or_else(|| fallback_costs(&setup.dir, tokens));
+        Ok(Some(planned_steps(&StepPlan {
+            seconds: self.train_left(setup),
+            costs,
+            done: first.state.step,
+            windows,
+            batch,
+        })))
     }
 
     /// Seconds of the train share left.
@@ -141,30 +149,21 @@ impl Job {
             resume,
             stop: Some(stop),
         };
-        let (mut mark, mut step, mut valid, mut save) = (Instant::now(), None, None, None);
+        let mut timer = Timer::new((a.batch * a.seq_len) as f64);
         let mut save_error = None;
-        let tokens = (a.batch * a.seq_len) as f64;
         let (state, tx, out) = (&mut self.state, &self.tx, &a.out);
         let result = train(run, &mut |e| {
+            timer.on(&e);
             match &e {
-                TrainEvent::Step(m) => {
-                    step = step.or(Some(tokens / m.tok_s.max(1e-9)));
-                    mark = Instant::now();
-                }
-                TrainEvent::Valid(v) => {
-                    valid = valid.or(Some(mark.elapsed().as_secs_f64()));
-                    mark = Instant::now();
-                    state.valid = Some(v.clone());
-                }
+                TrainEvent::Valid(v) => state.valid = Some(v.clone()),
                 TrainEvent::Saved { .. } => {
-                    save = save.or(Some(mark.elapsed().as_secs_f64()));
                     state.stage_mut(Stage::Train).seconds =
                         s.base + s.clock.elapsed().as_secs_f64();
                     if let Err(e) = state.save(out) {
                         save_error.get_or_insert(e);
                     }
                 }
-                TrainEvent::Started { .. } => {}
+                _ => {}
             }
             tx.send(Event::Train(e)).ok();
         });
@@ -173,16 +172,72 @@ impl Job {
             return Err(e).context("writing the run state");
         }
         let state = result.with_context(|| format!("training into '{}'", s.dir.display()))?;
-        let costs = step.map(|step| StepCosts {
-            step,
-            valid: valid.unwrap_or(step),
-            save: save.unwrap_or(0.0),
-        });
         Ok(Ran {
             state,
-            costs,
+            costs: timer.costs(),
             params: cfg.n_params(),
         })
+    }
+}
+
+/// Times the first step, validation and checkpoint of a trainer call from its events.
+struct Timer {
+    tokens_per_step: f64,
+    mark: Instant,
+    step: Option<f64>,
+    valid: Option<f64>,
+    save: Option<f64>,
+}
+
+impl Timer {
+    fn new(tokens_per_step: f64) -> Self {
+        Timer {
+            tokens_per_step,
+            mark: Instant::now(),
+            step: None,
+            valid: None,
+            save: None,
+        }
+    }
+
+    fn on(&mut self, e: &TrainEvent) {
+        let since = self.mark.elapsed().as_secs_f64();
+        match e {
+            // The step's own figure excludes the metrics write and the callback.
+            TrainEvent::Step(m) => {
+                let secs = self.tokens_per_step / m.tok_s.max(1e-9);
+                self.step = self.step.or(Some(secs));
+            }
+            TrainEvent::Valid(_) => self.valid = self.valid.or(Some(since)),
+            TrainEvent::Saved { .. } => self.save = self.save.or(Some(since)),
+            TrainEvent::Started { .. } => {}
+        }
+        self.mark = Instant::now();
+    }
+
+    /// The costs, once a step was seen.
+    fn costs(&self) -> Option<StepCosts> {
+        self.step.map(|step| StepCosts {
+            step,
+            valid: self.valid.unwrap_or(step),
+            save: self.save.unwrap_or(0.0),
+        })
+    }
+}
+
+/// What the train stage is about to do.
+fn train_note(
+    saved: Option<&TrainState>,
+    steps: Option<usize>,
+    layers: &[usize],
+    windows: usize,
+) -> String {
+    match (saved, steps) {
+        (Some(s), Some(n)) => format!("resuming at step {} of {n}", s.step),
+        (_, Some(n)) => format!("{n} steps from teacher blocks {layers:?}"),
+        (_, None) => format!(
+            "teacher blocks {layers:?}, {windows} windows: timing the first step to plan the rest"
+        ),
     }
 }
 

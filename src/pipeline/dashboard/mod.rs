@@ -303,6 +303,18 @@ impl App {
         self.focus.or(self.current)
     }
 
+    /// Seconds `stage` may use in all: its earlier seconds plus the time cap it started
+    /// with (record train, train), the planned eval share, nothing for record valid.
+    pub fn stage_limit(&self, stage: Stage) -> Option<f64> {
+        let earlier = self.stages[stage.index()].seconds;
+        match stage {
+            Stage::RecordValid => None,
+            Stage::RecordTrain => self.record.cap.map(|c| earlier + c),
+            Stage::Train => self.train.cap.map(|c| earlier + c),
+            Stage::Eval => self.budget.map(|b| b.eval_seconds()),
+        }
+    }
+
     /// Seconds `stage` has used, this run included.
     pub fn stage_seconds(&self, stage: Stage) -> f64 {
         let row = &self.stages[stage.index()];

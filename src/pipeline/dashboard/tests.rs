@@ -206,7 +206,7 @@ fn recording_progress_shows_counts_and_the_latest_answer() {
     assert_eq!(app.stages[1].mark, Mark::Running);
     let s = screen(&app);
     assert!(s.contains("✓ record valid"), "{s}");
-    assert!(s.contains("▶ record train"), "{s}");
+    assert!(s.contains("▶ record train     0:21/7:00"), "{s}");
     assert!(s.contains("36/444 records · 1000 tokens"), "{s}");
     assert!(s.contains("latest teacher answer"), "{s}");
     assert!(s.contains("first remove the wheel. Step 3."), "{s}");

@@ -12,6 +12,7 @@ use unicode_width::UnicodeWidthChar;
 
 use super::{App, Mark};
 use crate::pipeline::plan::Stage;
+use crate::pipeline::progress::TrainProgress;
 use crate::pipeline::summary::{clock, eval_table, opt};
 
 const TITLE: Style = Style::new().fg(Color::Black).bg(Color::Cyan);
@@ -64,35 +65,10 @@ fn render_stages(app: &App, frame: &mut Frame, area: Rect) {
     let width = area.width.saturating_sub(4) as usize;
     let mut lines = Vec::new();
     for stage in Stage::ALL {
-        let row = &app.stages[stage.index()];
-        let (mark, style) = match row.mark {
-            Mark::Pending => ("·", DIM),
-            Mark::Resumable => ("◐", Style::new()),
-            Mark::Running => ("▶", RUNNING),
-            Mark::Done => ("✓", DONE),
-            Mark::Stopped => ("■", RUNNING),
-            Mark::Failed => ("✗", BAD),
-        };
-        let time = match app.budget {
-            Some(b) if row.mark == Mark::Running => format!(
-                "{}/{}",
-                clock(app.stage_seconds(stage)),
-                clock(b.stage_seconds(stage))
-            ),
-            _ if row.mark == Mark::Pending => String::new(),
-            _ => clock(app.stage_seconds(stage)),
-        };
-        let name = format!("{mark} {}", stage.label());
-        let pad = width.saturating_sub(name.chars().count() + time.chars().count());
-        lines.push(Line::styled(
-            format!("{name}{}{time}", " ".repeat(pad)),
-            style,
-        ));
-        if !row.summary.is_empty() {
-            for l in wrap(&row.summary, width.saturating_sub(2))
-                .into_iter()
-                .take(2)
-            {
+        lines.push(stage_line(app, stage, width));
+        let summary = &app.stages[stage.index()].summary;
+        for l in wrap(summary, width.saturating_sub(2)).into_iter().take(2) {
+            if !l.is_empty() {
                 lines.push(Line::styled(format!("  {l}"), DIM));
             }
         }
@@ -119,17 +95,39 @@ fn render_stages(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
+/// A stage's mark, name and time (used, or used/limit while it runs).
+fn stage_line(app: &App, stage: Stage, width: usize) -> Line<'static> {
+    let row = &app.stages[stage.index()];
+    let (mark, style) = match row.mark {
+        Mark::Pending => ("·", DIM),
+        Mark::Resumable => ("◐", Style::new()),
+        Mark::Running => ("▶", RUNNING),
+        Mark::Done => ("✓", DONE),
+        Mark::Stopped => ("■", RUNNING),
+        Mark::Failed => ("✗", BAD),
+    };
+    let time = match app.stage_limit(stage) {
+        _ if row.mark == Mark::Pending => String::new(),
+        Some(limit) if row.mark == Mark::Running => {
+            format!("{}/{}", clock(app.stage_seconds(stage)), clock(limit))
+        }
+        _ => clock(app.stage_seconds(stage)),
+    };
+    let name = format!("{mark} {}", stage.label());
+    let pad = width.saturating_sub(name.chars().count() + time.chars().count());
+    Line::styled(format!("{name}{}{time}", " ".repeat(pad)), style)
+}
+
 fn render_record(app: &App, stage: Stage, frame: &mut Frame, area: Rect) {
     let [gauge, answer] = Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(area);
     let r = &app.record;
     let label = format!(
-        "{}/{} records · {} tokens · {:.0} tok/s · ETA {}{}",
+        "{}/{} records · {} tokens · {:.0} tok/s · {}",
         r.done,
         r.planned,
         r.tokens,
         r.tok_s(),
-        r.eta().map_or("?".into(), clock),
-        if r.capped() { " (time cap)" } else { "" }
+        r.eta_label()
     );
     let title = match stage {
         Stage::RecordValid => " record valid: the teacher answers the held-out prompts ",
@@ -176,9 +174,30 @@ fn render_train(app: &App, frame: &mut Frame, area: Rect) {
             .label(label),
         gauge,
     );
+    frame.render_widget(Paragraph::new(train_stats(t)), stats);
+    let [a, b, c] = Layout::horizontal([Constraint::Ratio(1, 3); 3]).areas(charts);
+    let x = [0.0, t.steps.max(t.step).max(1) as f64];
+    render_chart(frame, a, " loss / valid CE ", x, &t.loss, &t.valid_ce);
+    render_chart(frame, b, " KL to the teacher ", x, &t.kd, &t.valid_kl);
+    render_chart(frame, c, " top-1 agreement % ", x, &t.top1, &t.valid_top1);
+}
+
+/// The latest training and validation figures, and the student's size.
+fn train_stats(t: &TrainProgress) -> Vec<Line<'static>> {
     let last = |xs: &[(f64, f64)]| xs.last().map(|p| p.1);
-    let v = t.last_valid.as_ref();
-    let lines = vec![
+    let valid = t
+        .last_valid
+        .as_ref()
+        .map_or("after the first validation".into(), |v| {
+            format!(
+                "ce {:.3}  KL {:.3}  top-1 {:.1}% (step {})",
+                v.valid_ce,
+                v.valid_kl,
+                100.0 * v.valid_top1,
+                v.step
+            )
+        });
+    vec![
         Line::from(vec![
             Span::styled("train ", Style::new().fg(TRAIN)),
             Span::raw(format!(
@@ -188,15 +207,7 @@ fn render_train(app: &App, frame: &mut Frame, area: Rect) {
                 opt(last(&t.top1), |x| format!("{x:.1}%"))
             )),
             Span::styled("   valid ", Style::new().fg(VALID)),
-            Span::raw(v.map_or("after the first validation".into(), |v| {
-                format!(
-                    "ce {:.3}  KL {:.3}  top-1 {:.1}% (step {})",
-                    v.valid_ce,
-                    v.valid_kl,
-                    100.0 * v.valid_top1,
-                    v.step
-                )
-            })),
+            Span::raw(valid),
         ]),
         Line::styled(
             format!(
@@ -206,13 +217,7 @@ fn render_train(app: &App, frame: &mut Frame, area: Rect) {
             ),
             DIM,
         ),
-    ];
-    frame.render_widget(Paragraph::new(lines), stats);
-    let [a, b, c] = Layout::horizontal([Constraint::Ratio(1, 3); 3]).areas(charts);
-    let x = [0.0, t.steps.max(t.step).max(1) as f64];
-    render_chart(frame, a, " loss / valid CE ", x, &t.loss, &t.valid_ce);
-    render_chart(frame, b, " KL to the teacher ", x, &t.kd, &t.valid_kl);
-    render_chart(frame, c, " top-1 agreement % ", x, &t.top1, &t.valid_top1);
+    ]
 }
 
 fn render_chart(
