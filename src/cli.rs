@@ -148,6 +148,42 @@ pub struct RunArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Split of --minutes in percent: record (both corpora), train, eval; the rest covers
+    /// loading and checkpoints.
+    #[arg(long, value_delimiter = ',', default_value = "35,50,10")]
+    pub split: Vec<f64>,
+    /// Record at most this many training prompts (default: as many as the record share
+    /// of the budget allows).
+    #[arg(long)]
+    pub train_prompts_limit: Option<usize>,
+    /// Held-out prompts recorded for validation and eval.
+    #[arg(long, default_value_t = 12)]
+    pub valid_prompts_limit: usize,
+    /// Longest teacher answer, in tokens.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Teacher blocks the student starts from (DistilBERT-style initialisation).
+    #[arg(long, value_delimiter = ',', default_value = "0,6,12,18,24,29")]
+    pub layers: Vec<usize>,
+    /// Optimizer steps (default: what the train share of the budget fits at the speed of
+    /// the first step, timed; training also stops when its share is spent).
+    #[arg(long)]
+    pub train_steps: Option<usize>,
+    /// Peak learning rate (cosine decay to a tenth after 5 warm-up steps).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Windows per optimizer step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Seed of recording, initialisation and data order.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Evaluate quality only (no speed measurements).
+    #[arg(long)]
+    pub no_speed: bool,
 }
 
 /// Formats `distill export` writes.

@@ -58,6 +58,10 @@ pub enum Error {
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// A stage was asked to stop (its stop flag was set) before it finished; what it had
+    /// committed is kept and a rerun resumes from there.
+    #[error("stopped on request; run the same command again to resume")]
+    Stopped,
 }
 
 /// The library's result type.

@@ -5,9 +5,12 @@ use distill::cli::{Cli, Command};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Train(args) = &cli.command
-        && let Some(n) = args.threads
-    {
+    let threads = match &cli.command {
+        Command::Train(args) => args.threads,
+        Command::Run(args) => args.threads,
+        _ => None,
+    };
+    if let Some(n) = threads {
         // candle's CPU kernels size their thread pool from this variable.
         // SAFETY: set before any other thread of this process exists.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string()) };

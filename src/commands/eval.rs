@@ -18,6 +18,19 @@ rest of the vocabulary on each side: a lower bound on the full-vocabulary KL. Δ
 actual next token, over positions where it is in the teacher's top-k. PPL is on the corpus responses.";
 
 pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
+    let report = evaluate(a, &mut |line| eprintln!("eval: {line}"))?;
+    println!("{}", report.markdown());
+    println!(
+        "wrote {} and {}",
+        a.out.join("report.json").display(),
+        a.out.join("report.md").display()
+    );
+    Ok(())
+}
+
+/// Evaluate as `distill eval` does, reporting progress through `on`, and write
+/// report.json and report.md into `a.out`.
+pub(crate) fn evaluate(a: &EvalArgs, on: &mut dyn FnMut(String)) -> anyhow::Result<EvalReport> {
     let threads = super::threads(a.threads);
     let m = Manifest::read(&a.corpus)?.with_context(|| {
         format!(
@@ -50,11 +63,11 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
             );
         }
         let model = Model::from_path(path);
-        eprintln!(
-            "eval: scoring {} on {} target positions",
+        on(format!(
+            "scoring {} on {} target positions",
             model.name(),
             m.totals.targets
-        );
+        ));
         let q = quality(&model, &a.corpus, m.teacher.n_vocab, threads)
             .with_context(|| format!("evaluating '{}'", path.display()))?;
         models.push(ModelEval {
@@ -70,11 +83,12 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
             .chain(a.compare.iter().map(|p| p.as_path()))
             .collect();
         for (me, path) in models.iter_mut().zip(paths) {
-            eprintln!("eval: timing {}", me.name);
+            on(format!("timing {}", me.name));
             me.speed.push(measure(path, threads)?);
             if path.is_dir() {
                 // The same student in llama.cpp, exported as Q8_0 with the teacher's tokenizer.
                 let gguf = a.out.join(format!("{}.q8_0.gguf", me.name));
+                on(format!("timing {} as Q8_0 in llama.cpp", me.name));
                 std::fs::create_dir_all(&a.out)
                     .with_context(|| format!("creating '{}'", a.out.display()))?;
                 let job = GgufExport {
@@ -107,13 +121,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<()> {
         &serde_json::to_vec_pretty(&report)?,
     )?;
     crate::record::write_atomic(&a.out.join("report.md"), md.as_bytes())?;
-    println!("{md}");
-    println!(
-        "wrote {} and {}",
-        a.out.join("report.json").display(),
-        a.out.join("report.md").display()
-    );
-    Ok(())
+    Ok(report)
 }
 
 /// Run `distill bench model` on `path` in a child process and parse its JSON.

@@ -1,7 +1,209 @@
-//! `distill run`.
+//! `distill run`: check the inputs, open (or resume) the run directory, start the stage
+//! worker on its own thread, and show its progress: the dashboard on a terminal, progress
+//! lines on stderr and a summary on stdout otherwise. At the end of a dashboard run a key
+//! opens `distill chat` with the teacher and the new student.
 
-use crate::cli::RunArgs;
+mod stages;
+mod training;
 
-pub fn run(_args: &RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("distill run is not built yet")
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow, bail};
+use clap::Parser;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+use crate::cli::{ChatArgs, Cli, Command, RunArgs};
+use crate::gguf::GgufMeta;
+use crate::pipeline::dashboard::term::{self, Exit};
+use crate::pipeline::dashboard::{App, Cmd};
+use crate::pipeline::lines::Lines;
+use crate::pipeline::state::FileId;
+use crate::pipeline::summary::summary_lines;
+use crate::pipeline::{Budget, Event, RunSettings, RunState};
+use crate::record::recorder::file_sha256;
+use stages::Job;
+
+type Worker = JoinHandle<anyhow::Result<bool>>;
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let state = open(args)?;
+    let (tx, rx) = unbounded_channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut job = Job {
+        args: args.clone(),
+        state,
+        tx,
+    };
+    let worker = {
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("distill-run".into())
+            .spawn(move || {
+                let result = job.run(&stop);
+                if let Err(e) = &result {
+                    job.tx.send(Event::Failed(format!("{e:#}"))).ok();
+                }
+                result
+            })
+            .context("starting the stage worker")?
+    };
+    let tui = !args.no_tui && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    if tui {
+        dashboard(args, rx, &stop, worker)
+    } else {
+        lines(args, rx, worker)
+    }
+}
+
+/// Check the inputs and open the run directory (before any display starts, so a bad input
+/// is a plain error message).
+fn open(args: &RunArgs) -> anyhow::Result<RunState> {
+    if !args.teacher.is_file() {
+        bail!(
+            "teacher GGUF '{}' not found: pass --teacher with a llama.cpp GGUF model, or run scripts/setup.sh to fetch the default one",
+            args.teacher.display()
+        );
+    }
+    let meta = GgufMeta::read(&args.teacher)?;
+    let blocks = meta.u64("llama.block_count").unwrap_or(0) as usize;
+    if args.layers.is_empty() || args.layers.iter().any(|&l| l >= blocks) {
+        bail!(
+            "--layers '{:?}' must name teacher blocks between 0 and {} (the teacher has {blocks})",
+            args.layers,
+            blocks.saturating_sub(1)
+        );
+    }
+    let [record, train, eval] = <[f64; 3]>::try_from(args.split.as_slice()).map_err(|_| {
+        anyhow!(
+            "--split '{:?}' must be three percentages: record, train, eval (e.g. 35,50,10)",
+            args.split
+        )
+    })?;
+    if args.batch == 0 || args.seq_len < 2 || args.valid_prompts_limit == 0 {
+        bail!("--batch and --valid-prompts-limit must be at least 1, --seq-len at least 2");
+    }
+    Ok(RunState::open(
+        &args.out,
+        settings(args, [record, train, eval])?,
+    )?)
+}
+
+/// The settings of `args`, with the teacher and prompt files hashed.
+fn settings(args: &RunArgs, split: [f64; 3]) -> anyhow::Result<RunSettings> {
+    let id = |p: &PathBuf| -> anyhow::Result<FileId> {
+        if !p.is_file() {
+            bail!("'{}' not found: pass an existing file", p.display());
+        }
+        Ok(FileId {
+            path: p.clone(),
+            sha256: file_sha256(p)?,
+        })
+    };
+    Ok(RunSettings {
+        teacher: id(&args.teacher)?,
+        prompts: args.prompts.iter().map(id).collect::<anyhow::Result<_>>()?,
+        valid_prompts: args
+            .valid_prompts
+            .iter()
+            .map(id)
+            .collect::<anyhow::Result<_>>()?,
+        budget: Budget::new(args.minutes, split)?,
+        train_prompts_limit: args.train_prompts_limit,
+        valid_prompts_limit: args.valid_prompts_limit,
+        max_new_tokens: args.max_new_tokens,
+        layers: args.layers.clone(),
+        lr: args.lr,
+        batch: args.batch,
+        seq_len: args.seq_len,
+        train_steps: args.train_steps,
+        seed: args.seed,
+        speed: !args.no_speed,
+    })
+}
+
+/// Without a terminal: progress lines on stderr, the summary on stdout.
+fn lines(args: &RunArgs, mut rx: UnboundedReceiver<Event>, worker: Worker) -> anyhow::Result<()> {
+    let clock = Instant::now();
+    let mut printer = Lines::new();
+    let mut finished = None;
+    while let Some(event) = rx.blocking_recv() {
+        if matches!(event, Event::Failed(_)) {
+            continue; // returned as the command's error below
+        }
+        for line in printer.on(clock.elapsed().as_secs_f64(), &event) {
+            eprintln!("{line}");
+        }
+        if let Event::Finished(state) = event {
+            finished = Some(state);
+        }
+    }
+    worker
+        .join()
+        .map_err(|_| anyhow!("the stage worker panicked"))??;
+    if let Some(state) = finished {
+        for line in summary_lines(&state, &args.out) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// On a terminal: the dashboard, then maybe the chat.
+fn dashboard(
+    args: &RunArgs,
+    rx: UnboundedReceiver<Event>,
+    stop: &AtomicBool,
+    worker: Worker,
+) -> anyhow::Result<()> {
+    let app = App::new(args.out.clone(), !args.no_chat);
+    let (app, exit) = term::run(app, rx, &mut |cmd| {
+        if cmd == Cmd::Stop {
+            stop.store(true, Ordering::Relaxed);
+        }
+    })?;
+    // The terminal is restored here. A worker still busy (the user quit during eval, or
+    // pressed q twice) ends with the process; everything it committed is kept.
+    if worker.is_finished() {
+        worker
+            .join()
+            .map_err(|_| anyhow!("the stage worker panicked"))??;
+    }
+    if exit == Exit::Chat {
+        return super::chat::run(&chat_args(args)?);
+    }
+    if app.is_finished() {
+        for line in &app.summary {
+            println!("{line}");
+        }
+    } else if app.error.is_none() {
+        eprintln!(
+            "distill run stopped; the work so far is kept in '{}': run the same command again to resume",
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// `distill chat` with the run's teacher and student, every other option at its default.
+fn chat_args(args: &RunArgs) -> anyhow::Result<ChatArgs> {
+    let mut argv: Vec<String> = vec![
+        "distill".into(),
+        "chat".into(),
+        "--teacher".into(),
+        args.teacher.display().to_string(),
+        "--student".into(),
+        args.out.join("student").display().to_string(),
+    ];
+    if let Some(t) = args.threads {
+        argv.extend(["--threads".into(), t.to_string()]);
+    }
+    match Cli::try_parse_from(argv)?.command {
+        Command::Chat(chat) => Ok(*chat),
+        _ => bail!("internal: 'distill chat' arguments did not parse as the chat command"),
+    }
 }

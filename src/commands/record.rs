@@ -15,6 +15,8 @@ impl From<&RecordArgs> for RecordConfig {
             prompts: a.prompts.clone(),
             out: a.out.clone(),
             limit: a.limit,
+            minutes: None,
+            stop: None,
             settings: RecordSettings {
                 mode: a.mode,
                 k: a.top_k,

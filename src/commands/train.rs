@@ -156,6 +156,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         settings: &s,
         minutes: a.minutes,
         resume: a.resume,
+        stop: None,
     };
     let state = train(run, &mut |e| match e {
         TrainEvent::Started {

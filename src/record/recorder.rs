@@ -6,6 +6,8 @@
 //! streams, so a run killed at any moment and started again writes the same bytes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -33,6 +35,12 @@ pub struct RecordConfig {
     pub settings: RecordSettings,
     /// Record at most this many records.
     pub limit: Option<usize>,
+    /// Stop after the first shard that ends past this many minutes of decoding (the corpus
+    /// stays resumable: a later run with a larger budget extends it).
+    pub minutes: Option<f64>,
+    /// When set (from another thread), give up the shard in progress as soon as one of its
+    /// sequences finishes and return [`Error::Stopped`]; finished shards are kept.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// Events for a progress display.
@@ -151,7 +159,10 @@ pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summar
                 response,
             });
             seqs[i] = Some(seq);
-            Ok(())
+            match &cfg.stop {
+                Some(flag) if flag.load(Ordering::Relaxed) => Err(Error::Stopped),
+                _ => Ok(()),
+            }
         })?;
         let mut shard = Shard::new(s.k.min(teacher.info.n_vocab));
         for seq in seqs.iter().flatten() {
@@ -182,6 +193,12 @@ pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summar
         summary.recorded_now += last + 1 - first;
         on(Progress::Shard { done: last + 1 });
         first = last + 1;
+        let out_of_time = cfg
+            .minutes
+            .is_some_and(|m| clock.elapsed().as_secs_f64() >= m * 60.0);
+        if out_of_time {
+            break;
+        }
     }
     if start >= planned {
         manifest.complete = true;

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -128,6 +129,9 @@ pub struct TrainRun<'a> {
     pub minutes: Option<f64>,
     /// Continue from `train_state.json`.
     pub resume: bool,
+    /// When set (from another thread), checkpoint after the step in progress and return
+    /// early, skipping the final validation.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// Train, reporting through `on`; returns the final state.
@@ -188,8 +192,9 @@ pub fn train(run: TrainRun<'_>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainS
         let out_of_time = run
             .minutes
             .is_some_and(|mins| clock.elapsed().as_secs_f64() >= mins * 60.0);
-        let last = state.step == s.steps || out_of_time;
-        let eval_now = last || (s.eval_every > 0 && state.step % s.eval_every == 0);
+        let stopped = run.stop.is_some_and(|f| f.load(Ordering::Relaxed));
+        let last = state.step == s.steps || out_of_time || stopped;
+        let eval_now = !stopped && (last || (s.eval_every > 0 && state.step % s.eval_every == 0));
         let held_out = run.valid.unwrap_or(&run.data.valid);
         if eval_now && let Some(v) = validate(&student, held_out, s, state.step)? {
             state.best_valid = Some(

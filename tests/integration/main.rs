@@ -5,6 +5,7 @@ mod chat;
 mod common;
 mod eval;
 mod export;
+mod pipeline;
 mod record;
 mod tokenizer;
 mod train;

@@ -1,0 +1,228 @@
+//! The stage worker of `distill run`: runs each unfinished stage through the library
+//! (`record`, `train`, the eval of `distill eval`), keeps `run.json` current, and reports
+//! [`Event`]s. It runs on its own OS thread (the teacher must), and stops early when the
+//! shared stop flag is set.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::cli::{EvalArgs, RunArgs};
+use crate::pipeline::summary::eval_rows;
+use crate::pipeline::{Event, RunState, Stage, Status};
+use crate::record::{self, Mode, Progress, RecordConfig, RecordSettings};
+
+/// Records per shard: a stop, a kill or the time cap costs at most this many records.
+const SHARD_SIZE: usize = 16;
+/// Log-probabilities stored per target.
+const TOP_K: usize = 64;
+
+/// How a stage ended.
+pub(super) enum Outcome {
+    Done(String),
+    Stopped,
+}
+
+/// The worker: the arguments, the run directory's state and the channel to the display.
+pub(super) struct Job {
+    pub args: RunArgs,
+    pub state: RunState,
+    pub tx: UnboundedSender<Event>,
+}
+
+impl Job {
+    pub(super) fn send(&self, e: Event) {
+        // The display may be gone (the user quit during eval): keep working, nobody listens.
+        self.tx.send(e).ok();
+    }
+
+    pub(super) fn save(&mut self) -> anyhow::Result<()> {
+        let out = self.args.out.clone();
+        self.state
+            .save(&out)
+            .with_context(|| format!("writing the run state in '{}'", out.display()))
+    }
+
+    /// Run every unfinished stage in order; `Ok(true)` when all are done, `Ok(false)` when
+    /// stopped on request.
+    pub fn run(&mut self, stop: &Arc<AtomicBool>) -> anyhow::Result<bool> {
+        self.send(Event::Plan {
+            out: self.args.out.clone(),
+            state: Box::new(self.state.clone()),
+        });
+        for stage in Stage::ALL {
+            if self.state.stage(stage).status == Status::Done {
+                continue;
+            }
+            self.state.stage_mut(stage).status = Status::Started;
+            self.save()?;
+            let outcome = match stage {
+                Stage::RecordValid | Stage::RecordTrain => self.record(stage, stop)?,
+                Stage::Train => self.train(stop)?,
+                Stage::Eval => self.eval()?,
+            };
+            match outcome {
+                Outcome::Stopped => {
+                    self.save()?;
+                    self.send(Event::Stopped(stage));
+                    return Ok(false);
+                }
+                Outcome::Done(summary) => {
+                    let st = self.state.stage_mut(stage);
+                    st.status = Status::Done;
+                    st.summary = summary;
+                    let st = st.clone();
+                    self.save()?;
+                    self.send(Event::StageDone { stage, state: st });
+                }
+            }
+        }
+        self.send(Event::Finished(Box::new(self.state.clone())));
+        Ok(true)
+    }
+
+    /// What a record stage records: the held-out set is small and fixed; the training set
+    /// takes what is left of the record share.
+    fn record_config(&self, stage: Stage, stop: &Arc<AtomicBool>) -> (RecordConfig, Option<f64>) {
+        let a = &self.args;
+        let valid = stage == Stage::RecordValid;
+        let cap = (!valid).then(|| self.state.record_seconds_left());
+        let settings = RecordSettings {
+            mode: Mode::Generate,
+            k: TOP_K,
+            temperature: 0.7,
+            top_p: 0.9,
+            seed: a.seed,
+            max_new_tokens: a.max_new_tokens,
+            system: None,
+            ctx: 2048,
+            parallel: 8,
+            shard_size: SHARD_SIZE,
+            skip_bad: false,
+            threads: super::super::threads(a.threads),
+        };
+        let cfg = RecordConfig {
+            teacher: a.teacher.clone(),
+            prompts: if valid { &a.valid_prompts } else { &a.prompts }.clone(),
+            out: a.out.join(if valid { "valid" } else { "train" }),
+            settings,
+            limit: if valid {
+                Some(a.valid_prompts_limit)
+            } else {
+                a.train_prompts_limit
+            },
+            minutes: cap.map(|c| c / 60.0),
+            stop: Some(Arc::clone(stop)),
+        };
+        (cfg, cap)
+    }
+
+    fn record(&mut self, stage: Stage, stop: &Arc<AtomicBool>) -> anyhow::Result<Outcome> {
+        let (cfg, cap) = self.record_config(stage, stop);
+        let dir = cfg.out.clone();
+        self.send(Event::StageStarted {
+            stage,
+            note: record_note(cap),
+            cap,
+        });
+        let clock = Instant::now();
+        let base = self.state.stage(stage).seconds;
+        let (mut pending, mut planned) = (0, 0);
+        let mut save_error = None;
+        let out = self.args.out.clone();
+        let (state, tx) = (&mut self.state, &self.tx);
+        let result = record::record(&cfg, &mut |p| {
+            match &p {
+                Progress::Started { planned: n, .. } => planned = *n,
+                Progress::Sequence { tokens, .. } => pending += tokens,
+                Progress::Shard { .. } => {
+                    let st = state.stage_mut(stage);
+                    st.tokens += std::mem::take(&mut pending);
+                    st.seconds = base + clock.elapsed().as_secs_f64();
+                    if let Err(e) = state.save(&out) {
+                        save_error.get_or_insert(e);
+                    }
+                }
+            }
+            tx.send(Event::Record(p)).ok();
+        });
+        self.state.stage_mut(stage).seconds = base + clock.elapsed().as_secs_f64();
+        if let Some(e) = save_error {
+            return Err(e).context("writing the run state");
+        }
+        let summary = match result {
+            Err(crate::Error::Stopped) => return Ok(Outcome::Stopped),
+            other => other.with_context(|| format!("recording into '{}'", dir.display()))?,
+        };
+        let capped = summary.records < planned;
+        Ok(Outcome::Done(format!(
+            "{} records, {} answer tokens{}",
+            summary.records,
+            summary.targets,
+            if capped { " (time cap)" } else { "" }
+        )))
+    }
+
+    fn eval(&mut self) -> anyhow::Result<Outcome> {
+        let a = &self.args;
+        let args = EvalArgs {
+            teacher: a.teacher.clone(),
+            student: a.out.join("student"),
+            compare: Vec::new(),
+            corpus: a.out.join("valid"),
+            out: a.out.join("eval"),
+            threads: a.threads,
+            no_speed: a.no_speed,
+        };
+        let note = if a.no_speed {
+            "quality on the held-out answers".to_string()
+        } else {
+            "quality on the held-out answers, then speed of each model".to_string()
+        };
+        self.send(Event::StageStarted {
+            stage: Stage::Eval,
+            note,
+            cap: None,
+        });
+        let clock = Instant::now();
+        let base = self.state.stage(Stage::Eval).seconds;
+        let tx = &self.tx;
+        let report = super::super::eval::evaluate(&args, &mut |line| {
+            tx.send(Event::Eval(line)).ok();
+        });
+        self.state.stage_mut(Stage::Eval).seconds = base + clock.elapsed().as_secs_f64();
+        let report = report.context("evaluating the student")?;
+        self.state.eval = eval_rows(&report);
+        let student = self.state.eval.iter().find(|r| r.role == "student");
+        let kld = student.and_then(|r| r.kld).unwrap_or(f64::NAN);
+        let top = student.and_then(|r| r.same_top).unwrap_or(f64::NAN);
+        let up = self
+            .state
+            .eval
+            .iter()
+            .filter(|r| r.role == "student")
+            .find_map(|r| r.speedup)
+            .map_or(String::new(), |x| format!(", {x:.1}x teacher speed"));
+        Ok(Outcome::Done(format!(
+            "KLD {kld:.3}, same top-1 {:.1}%{up}",
+            100.0 * top
+        )))
+    }
+}
+
+/// What a record stage is about to do, given its time cap.
+fn record_note(cap: Option<f64>) -> String {
+    match cap {
+        Some(c) if c < 1.0 => format!(
+            "the record share is spent: the teacher answers one shard of {SHARD_SIZE} training prompts"
+        ),
+        Some(c) => format!(
+            "the teacher answers the training prompts for up to {}",
+            crate::pipeline::summary::clock(c)
+        ),
+        None => "the teacher answers the held-out prompts".into(),
+    }
+}
