@@ -17,14 +17,18 @@ fn main() -> anyhow::Result<()> {
     }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("DISTILL_LOG"));
-    if let Command::Chat(args) = &cli.command {
-        // The chat owns the terminal: its logs go to a file, never to the screen.
-        let path = args.transcripts.join("chat.log");
-        let file = std::fs::create_dir_all(&args.transcripts).and_then(|()| {
+    // The TUIs own the terminal: their logs go to a file, never to the screen.
+    let log_file = match &cli.command {
+        Command::Chat(args) => Some((args.transcripts.clone(), "chat.log")),
+        Command::Run(args) if !args.no_tui => Some((args.out.clone(), "run.log")),
+        _ => None,
+    };
+    if let Some((dir, name)) = log_file {
+        let file = std::fs::create_dir_all(&dir).and_then(|()| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(&path)
+                .open(dir.join(name))
         });
         match file {
             Ok(f) => logs
