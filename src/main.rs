@@ -1,5 +1,7 @@
 //! The `distill` binary: parse the command line and hand over to the library.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use distill::cli::{Cli, Command};
 
@@ -18,13 +20,24 @@ fn main() -> anyhow::Result<()> {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("DISTILL_LOG"));
     // The TUIs own the terminal: their logs go to a file, never to the screen.
+    // The dashboard of `distill run` logs into an existing run directory only: a bad
+    // input must leave nothing behind.
     let log_file = match &cli.command {
-        Command::Chat(args) => Some((args.transcripts.clone(), "chat.log")),
-        Command::Run(args) if !args.no_tui => Some((args.out.clone(), "run.log")),
+        Command::Chat(args) => Some((args.transcripts.clone(), "chat.log", true)),
+        Command::Run(args) if !args.no_tui && std::io::stdout().is_terminal() => {
+            Some((args.out.clone(), "run.log", false))
+        }
         _ => None,
     };
-    if let Some((dir, name)) = log_file {
-        let file = std::fs::create_dir_all(&dir).and_then(|()| {
+    if let Some((dir, name, create)) = log_file {
+        let ready = if create {
+            std::fs::create_dir_all(&dir)
+        } else if dir.is_dir() {
+            Ok(())
+        } else {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        };
+        let file = ready.and_then(|()| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)

@@ -198,6 +198,8 @@ fn chat_args(args: &RunArgs) -> anyhow::Result<ChatArgs> {
         args.teacher.display().to_string(),
         "--student".into(),
         args.out.join("student").display().to_string(),
+        "--transcripts".into(),
+        args.out.join("chats").display().to_string(),
     ];
     if let Some(t) = args.threads {
         argv.extend(["--threads".into(), t.to_string()]);

@@ -326,12 +326,11 @@ fn the_dashboard_shows_the_stages_and_reaches_the_final_screen() {
     ] {
         assert!(done.contains(want), "missing '{want}' in:\n{done}");
     }
-    // TODO(chat): once `distill chat` is built, press c here and check the chat opens.
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let after = wait_for_screen(&session, &["exit=0"]);
-    assert!(
-        after.contains("complete in"),
-        "summary after leaving:\n{after}"
-    );
+    // c opens the side-by-side chat on the run's teacher and student; Ctrl+C leaves it.
+    tmux(&["send-keys", "-t", &session, "c"]);
+    let chat = wait_for_screen(&session, &["Teacher ·", "Student ·", "F1 help"]);
+    std::fs::write(dir.join("chat-screen.txt"), &chat).ok();
+    tmux(&["send-keys", "-t", &session, "C-c"]);
+    wait_for_screen(&session, &["exit=0"]);
     tmux(&["kill-session", "-t", &session]);
 }
