@@ -16,17 +16,7 @@ pub struct Input {
 
 /// Text made safe to insert: line endings normalised, tabs expanded, controls dropped.
 pub fn normalize(text: &str) -> String {
-    let text = text.replace("\r\n", "\n").replace('\r', "\n");
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' => out.push('\n'),
-            '\t' => out.push_str("    "),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
+    super::text::clean(&text.replace("\r\n", "\n").replace('\r', "\n"))
 }
 
 impl Input {
