@@ -15,7 +15,12 @@ pub const DEFAULT_TEACHER: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Knowledge distillation of chat LLMs: record a llama.cpp teacher's next-token
 /// distributions, train a small student on them, evaluate it, and chat with both.
 #[derive(Debug, Parser)]
-#[command(name = "distill", version, propagate_version = true)]
+#[command(
+    name = "distill",
+    version,
+    propagate_version = true,
+    after_help = "Start with the whole pipeline on the default teacher (about 20 minutes on 2 cores):\n  distill run\n\nOr stage by stage:\n  distill record --prompts prompts/train.jsonl --out data/train\n  distill record --prompts prompts/valid.jsonl --out data/valid\n  distill train --corpus data/train --out data/student --init teacher\n  distill eval --student data/student --corpus data/valid\n  distill chat --student data/student"
+)]
 pub struct Cli {
     /// The stage to run.
     #[command(subcommand)]
@@ -64,8 +69,11 @@ pub enum Command {
     /// Example: distill run --minutes 20 --out data/run
     #[command(verbatim_doc_comment)]
     Run(Box<RunArgs>),
-    /// Measure speed.
-    #[command(subcommand)]
+    /// Measure speed: the teacher's recording throughput against llama.cpp's own tools, and
+    /// a student's training step against the machine's matmul peak.
+    ///
+    /// Example: distill bench teacher --threads 2
+    #[command(subcommand, verbatim_doc_comment)]
     Bench(BenchCommand),
 }
 
@@ -170,8 +178,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub train_steps: Option<usize>,
     /// Peak learning rate (cosine decay to a tenth after 5 warm-up steps).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
+    /// Weight of hard-label cross-entropy; 0 is pure distillation on the teacher's top-k,
+    /// which gave the best student in the budget (docs/BENCHMARKS.md).
+    #[arg(long, default_value_t = 0.0)]
+    pub alpha: f32,
+    /// Train the token embeddings and output projection too (by default they stay the
+    /// teacher's, which makes steps faster: docs/BENCHMARKS.md).
+    #[arg(long)]
+    pub train_embeddings: bool,
     /// Windows per optimizer step.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
@@ -311,6 +327,10 @@ pub struct TrainArgs {
     /// Clip the gradient norm (0 = off).
     #[arg(long, default_value_t = 1.0)]
     pub grad_clip: f64,
+    /// Keep the token embeddings and output projection as initialised (with --init teacher,
+    /// the teacher's): faster steps, and the student keeps the teacher's vocabulary space.
+    #[arg(long)]
+    pub freeze_embeddings: bool,
     /// Windows per micro-batch.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,

@@ -9,6 +9,7 @@
 
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod corpus;
 pub mod error;

@@ -2,8 +2,8 @@
 //! one line per turn) for tools and as Markdown for people. [`Transcript::of`] is pure; the
 //! event loop writes the files with [`save`].
 
+use crate::clock::Utc;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -237,61 +237,18 @@ fn capital(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// UTC date and time of `secs` since the epoch: (`2025-11-28 01:02:03`, `20251128-010203`).
-pub fn utc(secs: u64) -> (String, String) {
-    // Howard Hinnant's days-to-civil algorithm.
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    (
-        format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}"),
-        format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"),
-    )
-}
-
-/// Seconds since the epoch now.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Write `dir/chat-<stamp>.jsonl` and `.md` (`stamp` from [`utc`]); returns both paths.
+/// Write `dir/chat-<stamp>.jsonl` and `.md` (`stamp` the UTC time of `secs` since the
+/// epoch); returns both paths.
 ///
 /// # Errors
 /// [`Error::Io`] when the directory or files cannot be written.
 pub fn save(dir: &Path, secs: u64, t: &Transcript) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let (when, stamp) = utc(secs);
+    let t0 = Utc::from_epoch(secs);
+    let (when, stamp) = (t0.readable(), t0.compact());
     let jsonl = dir.join(format!("chat-{stamp}.jsonl"));
     let md = dir.join(format!("chat-{stamp}.md"));
     write_atomic(&jsonl, t.jsonl()?.as_bytes())?;
     write_atomic(&md, t.markdown(&format!("{when} UTC")).as_bytes())?;
     Ok(vec![jsonl, md])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_converts_epoch_seconds() {
-        assert_eq!(utc(0).0, "1970-01-01 00:00:00");
-        // date -u -d @1764291723 → 2025-11-28 01:02:03
-        assert_eq!(
-            utc(1_764_291_723),
-            ("2025-11-28 01:02:03".into(), "20251128-010203".into())
-        );
-        // A leap day: date -u -d @1709164800 → 2024-02-29 00:00:00
-        assert_eq!(utc(1_709_164_800).0, "2024-02-29 00:00:00");
-    }
 }

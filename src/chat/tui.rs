@@ -168,7 +168,7 @@ async fn event_loop(
                     Cmd::Save(t) => {
                         let secs = *stamps
                             .entry(t.conversation)
-                            .or_insert_with(transcript::now_secs);
+                            .or_insert_with(crate::clock::epoch_secs);
                         let saved =
                             transcript::save(transcripts, secs, &t).map_err(|e| e.to_string());
                         app.update(Msg::Saved(saved));

@@ -118,6 +118,8 @@ fn settings(args: &RunArgs, split: [f64; 3]) -> anyhow::Result<RunSettings> {
         max_new_tokens: args.max_new_tokens,
         layers: args.layers.clone(),
         lr: args.lr,
+        alpha: args.alpha,
+        freeze_embeddings: !args.train_embeddings,
         batch: args.batch,
         seq_len: args.seq_len,
         train_steps: args.train_steps,

@@ -34,6 +34,7 @@ fn settings(a: &TrainArgs, steps: usize) -> TrainSettings {
         eval_every: a.eval_every,
         save_every: a.save_every,
         seed: a.seed,
+        freeze_embeddings: a.freeze_embeddings,
     }
 }
 

@@ -59,6 +59,14 @@ pub struct RunSettings {
     pub layers: Vec<usize>,
     /// Peak learning rate.
     pub lr: f64,
+    /// Weight of hard-label cross-entropy in the loss (run files from before the option
+    /// trained with 0.5).
+    #[serde(default = "half")]
+    pub alpha: f32,
+    /// Whether the embeddings and output projection stay the teacher's (run files from
+    /// before the option trained them).
+    #[serde(default)]
+    pub freeze_embeddings: bool,
     /// Windows per optimizer step.
     pub batch: usize,
     /// Tokens per window.
@@ -69,6 +77,10 @@ pub struct RunSettings {
     pub seed: u64,
     /// Whether eval times the models.
     pub speed: bool,
+}
+
+fn half() -> f32 {
+    0.5
 }
 
 impl RunSettings {
@@ -119,6 +131,8 @@ impl RunSettings {
                 list(self.layers.iter().map(usize::to_string).collect()),
             ),
             ("--lr", self.lr.to_string()),
+            ("--alpha", self.alpha.to_string()),
+            ("--train-embeddings", (!self.freeze_embeddings).to_string()),
             ("--batch", self.batch.to_string()),
             ("--seq-len", self.seq_len.to_string()),
             ("--train-steps", or(self.train_steps, "auto")),
@@ -285,6 +299,8 @@ mod tests {
             max_new_tokens: 256,
             layers: vec![0, 29],
             lr: 3e-4,
+            alpha: 0.0,
+            freeze_embeddings: true,
             batch: 4,
             seq_len: 256,
             train_steps: None,
@@ -317,6 +333,25 @@ mod tests {
         );
         assert!(err.contains("pick another --out"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn run_files_from_before_the_loss_options_read_as_what_they_trained() {
+        let mut old = serde_json::to_value(settings()).expect("json");
+        let map = old.as_object_mut().expect("object");
+        map.remove("alpha");
+        map.remove("freeze_embeddings");
+        let read: RunSettings = serde_json::from_value(old).expect("old settings");
+        assert_eq!((read.alpha, read.freeze_embeddings), (0.5, false));
+        let diff = read.differences(&settings());
+        assert!(
+            diff.contains(&"--alpha was '0.5', now '0'".to_string()),
+            "{diff:?}"
+        );
+        assert!(
+            diff.contains(&"--train-embeddings was 'true', now 'false'".to_string()),
+            "{diff:?}"
+        );
     }
 
     #[test]

@@ -234,6 +234,20 @@ impl Student {
         rms_norm(&xs, &self.norm, self.eps)
     }
 
+    /// Stop gradients to the token embeddings and the output projection: they stay as
+    /// initialised, and training skips their largest GEMM and their optimizer state.
+    pub fn freeze_vocab_weights(&mut self) {
+        let hidden = self.embed.hidden_size();
+        self.embed = Embedding::new(self.embed.embeddings().detach(), hidden);
+        self.lm_head = self.lm_head.detach();
+    }
+
+    /// Whether a weight name is one of the [vocab, hidden] matrices
+    /// [`Student::freeze_vocab_weights`] freezes.
+    pub fn is_vocab_weight(name: &str) -> bool {
+        matches!(name, "model.embed_tokens.weight" | "lm_head.weight")
+    }
+
     /// The output projection, [vocab, hidden] (the embeddings when tied).
     pub fn output_weight(&self) -> &Tensor {
         &self.lm_head

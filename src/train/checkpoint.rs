@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Var;
 use serde::{Deserialize, Serialize};
 
 use super::optim::AdamW;
@@ -110,16 +111,17 @@ pub fn save(dir: &Path, weights: &Weights, opt: &AdamW, state: &mut TrainState) 
     Ok(())
 }
 
-/// Load the weights and moments named by `state` into `opt` (whose variables must exist).
+/// Load the weights named by `state` into `vars` (every variable, frozen ones included) and
+/// the moments into `opt`.
 ///
 /// # Errors
 /// Missing or damaged checkpoint files.
-pub fn load(dir: &Path, state: &TrainState, opt: &mut AdamW) -> Result<()> {
+pub fn load(dir: &Path, state: &TrainState, vars: &[(String, Var)], opt: &mut AdamW) -> Result<()> {
     let weights = io::load_tensors(&dir.join(format!("{}.model.safetensors", state.checkpoint)))?;
     let moments = io::load_tensors(&dir.join(format!("{}.optim.safetensors", state.checkpoint)))?;
     let missing =
         |n: &str| Error::Invalid(format!("checkpoint '{}' lacks '{n}'", state.checkpoint));
-    for (name, var) in opt.vars() {
+    for (name, var) in vars {
         var.set(weights.get(name).ok_or_else(|| missing(name))?)?;
     }
     let names: Vec<String> = opt.vars().iter().map(|(n, _)| n.clone()).collect();
@@ -143,8 +145,12 @@ pub fn load(dir: &Path, state: &TrainState, opt: &mut AdamW) -> Result<()> {
     Ok(())
 }
 
-/// A fresh state, or the saved one (weights and moments loaded) when resuming.
-pub(super) fn start_state(run: &TrainRun<'_>, opt: &mut AdamW) -> Result<TrainState> {
+/// A fresh state, or the saved one (weights of all `vars` and moments loaded) when resuming.
+pub(super) fn start_state(
+    run: &TrainRun<'_>,
+    vars: &[(String, Var)],
+    opt: &mut AdamW,
+) -> Result<TrainState> {
     let teacher = TeacherId {
         file: run.data.manifest.teacher.file.clone(),
         path: run.data.manifest.teacher.path.clone(),
@@ -183,6 +189,8 @@ pub(super) fn start_state(run: &TrainRun<'_>, opt: &mut AdamW) -> Result<TrainSt
     if let (Some(a), Some(b)) = (same.as_object_mut(), settings.as_object()) {
         // The step budget may grow on resume; everything else must match.
         a.insert("steps".into(), b.get("steps").cloned().unwrap_or_default());
+        // Runs from before the option trained their embeddings.
+        a.entry("freeze_embeddings").or_insert(false.into());
     }
     if same != settings {
         return Err(Error::Invalid(format!(
@@ -192,6 +200,6 @@ pub(super) fn start_state(run: &TrainRun<'_>, opt: &mut AdamW) -> Result<TrainSt
             settings
         )));
     }
-    load(run.out, &state, opt)?;
+    load(run.out, &state, vars, opt)?;
     Ok(state)
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,9 @@ pub struct TrainSettings {
     pub save_every: usize,
     /// Seed of data order and initialisation.
     pub seed: u64,
+    /// Keep the token embeddings and output projection as initialised (the teacher's).
+    #[serde(default)]
+    pub freeze_embeddings: bool,
 }
 
 impl TrainSettings {
@@ -141,25 +144,33 @@ pub struct TrainRun<'a> {
 pub fn train(run: TrainRun<'_>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainState> {
     let s = run.settings;
     let vm = io::var_map(&run.init)?;
-    let student = Student::new(
+    let mut student = Student::new(
         run.config,
         VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
     )?;
-    let vars = vm
+    if s.freeze_embeddings {
+        student.freeze_vocab_weights();
+    }
+    let vars: Vec<(String, Var)> = vm
         .data()
         .lock()
         .map_err(|_| Error::Invalid("poisoned".into()))?
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let trained = vars
+        .iter()
+        .filter(|(k, _)| !(s.freeze_embeddings && Student::is_vocab_weight(k)))
+        .cloned()
+        .collect();
     let mut opt = AdamW::new(
-        vars,
+        trained,
         AdamWParams {
             weight_decay: s.weight_decay,
             ..Default::default()
         },
     )?;
-    let mut state = start_state(&run, &mut opt)?;
+    let mut state = start_state(&run, &vars, &mut opt)?;
     let loss_cfg = s.loss_config()?;
     let train = &run.data.train;
     let windows = train.windows(s.seq_len);

@@ -136,13 +136,44 @@ fn assert_candle_transformers_agrees(dir: &Path) {
 
 #[test]
 fn killed_training_resumes_with_the_same_losses() {
-    let dir = temp_dir("train-resume");
+    kill_and_resume("train-resume", &[]);
+}
+
+#[test]
+fn killed_training_with_frozen_embeddings_resumes_with_them() {
+    // Teacher-initialised, so that a resume that left the frozen embeddings at the
+    // placeholder (seeded random) weights would show.
+    let flags = [
+        "--freeze-embeddings",
+        "--init",
+        "teacher",
+        "--layers",
+        "0,29",
+    ];
+    let dir = kill_and_resume("train-resume-frozen", &flags);
+    let out = dir.join("killed");
+    let (_, start) = init::from_teacher(&teacher(), &[0, 29]).expect("teacher blocks");
+    let end = io::load_tensors(&out.join("model.safetensors")).expect("weights");
+    let name = "model.embed_tokens.weight";
+    let diff = (&start[name] - &end[name])
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .expect("diff");
+    assert_eq!(diff, 0.0, "frozen embeddings moved");
+    let block = "model.layers.0.mlp.up_proj.weight";
+    let moved = (&start[block] - &end[block])
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .expect("diff");
+    assert!(moved > 0.0, "the blocks did not train");
+}
+
+/// Train 24 steps whole, and again killed after step 8 and resumed: the losses match.
+fn kill_and_resume(name: &str, extra: &[&str]) -> std::path::PathBuf {
+    let dir = temp_dir(name);
     let whole = dir.join("whole");
     let args = |out: &Path| {
-        train_args(
-            out,
-            &["--steps", "24", "--save-every", "4", "--eval-every", "0"],
-        )
+        let mut flags = vec!["--steps", "24", "--save-every", "4", "--eval-every", "0"];
+        flags.extend(extra);
+        train_args(out, &flags)
     };
     distill_ok(&args(&whole));
     let killed = dir.join("killed");
@@ -183,6 +214,7 @@ fn killed_training_resumes_with_the_same_losses() {
     }
     let err = distill_err(&args(&killed));
     assert!(err.contains("--resume"), "{err}");
+    dir
 }
 
 #[test]

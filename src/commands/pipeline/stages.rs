@@ -19,6 +19,9 @@ use crate::record::{self, Mode, Progress, RecordConfig, RecordSettings};
 const SHARD_SIZE: usize = 16;
 /// Log-probabilities stored per target.
 const TOP_K: usize = 64;
+/// Most of the record share the held-out prompts may take (a large
+/// `--valid-prompts-limit` must not eat the training corpus's time).
+const VALID_SHARE: f64 = 0.3;
 
 /// How a stage ended.
 pub(super) enum Outcome {
@@ -84,12 +87,13 @@ impl Job {
         Ok(true)
     }
 
-    /// What a record stage records: the held-out set is small and fixed; the training set
-    /// takes what is left of the record share.
-    fn record_config(&self, stage: Stage, stop: &Arc<AtomicBool>) -> (RecordConfig, Option<f64>) {
+    /// What a record stage records: the held-out set is small and fixed (and stops at
+    /// [`VALID_SHARE`] of the record share); the training set takes what is left.
+    fn record_config(&self, stage: Stage, stop: &Arc<AtomicBool>) -> (RecordConfig, f64) {
         let a = &self.args;
         let valid = stage == Stage::RecordValid;
-        let cap = (!valid).then(|| self.state.record_seconds_left());
+        let left = self.state.record_seconds_left();
+        let cap = if valid { left * VALID_SHARE } else { left };
         let settings = RecordSettings {
             mode: Mode::Generate,
             k: TOP_K,
@@ -114,7 +118,7 @@ impl Job {
             } else {
                 a.train_prompts_limit
             },
-            minutes: cap.map(|c| c / 60.0),
+            minutes: Some(cap / 60.0),
             stop: Some(Arc::clone(stop)),
         };
         (cfg, cap)
@@ -125,8 +129,8 @@ impl Job {
         let dir = cfg.out.clone();
         self.send(Event::StageStarted {
             stage,
-            note: record_note(cap),
-            cap,
+            note: record_note(stage, cap),
+            cap: Some(cap),
         });
         let clock = Instant::now();
         let base = self.state.stage(stage).seconds;
@@ -214,15 +218,20 @@ impl Job {
 }
 
 /// What a record stage is about to do, given its time cap.
-fn record_note(cap: Option<f64>) -> String {
-    match cap {
-        Some(c) if c < 1.0 => format!(
-            "the record share is spent: the teacher answers one shard of {SHARD_SIZE} training prompts"
-        ),
-        Some(c) => format!(
-            "the teacher answers the training prompts for up to {}",
-            crate::pipeline::summary::clock(c)
-        ),
-        None => "the teacher answers the held-out prompts".into(),
+fn record_note(stage: Stage, cap: f64) -> String {
+    let which = if stage == Stage::RecordValid {
+        "held-out"
+    } else {
+        "training"
+    };
+    if cap < 1.0 {
+        format!(
+            "the record share is spent: the teacher answers one shard of {SHARD_SIZE} {which} prompts"
+        )
+    } else {
+        format!(
+            "the teacher answers the {which} prompts for up to {}",
+            crate::pipeline::summary::clock(cap)
+        )
     }
 }

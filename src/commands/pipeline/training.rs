@@ -283,7 +283,7 @@ fn student(a: &RunArgs, dir: &Path, resume: bool) -> anyhow::Result<(StudentConf
 /// started with one measured step resumes with the planned count.
 fn train_settings(a: &RunArgs, steps: usize) -> TrainSettings {
     TrainSettings {
-        alpha: 0.5,
+        alpha: a.alpha,
         temperature: 1.0,
         loss: "fkl".into(),
         jsd_beta: 0.5,
@@ -300,6 +300,7 @@ fn train_settings(a: &RunArgs, steps: usize) -> TrainSettings {
         eval_every: EVAL_EVERY,
         save_every: EVAL_EVERY,
         seed: a.seed,
+        freeze_embeddings: !a.train_embeddings,
     }
 }
 

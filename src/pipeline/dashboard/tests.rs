@@ -29,6 +29,8 @@ fn state() -> RunState {
             max_new_tokens: 256,
             layers: vec![0, 6, 12],
             lr: 3e-4,
+            alpha: 0.0,
+            freeze_embeddings: true,
             batch: 4,
             seq_len: 256,
             train_steps: None,
