@@ -158,7 +158,7 @@ pub struct RunArgs {
     pub threads: Option<usize>,
     /// Split of --minutes in percent: record (both corpora), train, eval; the rest covers
     /// loading and checkpoints.
-    #[arg(long, value_delimiter = ',', default_value = "35,50,10")]
+    #[arg(long, value_delimiter = ',', default_value = "35,55,5")]
     pub split: Vec<f64>,
     /// Record at most this many training prompts (default: as many as the record share
     /// of the budget allows).
@@ -174,7 +174,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "0,6,12,18,24,29")]
     pub layers: Vec<usize>,
     /// Optimizer steps (default: what the train share of the budget fits at the speed of
-    /// the first step, timed; training also stops when its share is spent).
+    /// the first steps, timed; training also stops when its share is spent).
     #[arg(long)]
     pub train_steps: Option<usize>,
     /// Peak learning rate (cosine decay to a tenth after 5 warm-up steps).

@@ -80,7 +80,7 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
     }
     let [record, train, eval] = <[f64; 3]>::try_from(args.split.as_slice()).map_err(|_| {
         anyhow!(
-            "--split '{:?}' must be three percentages: record, train, eval (e.g. 35,50,10)",
+            "--split '{:?}' must be three percentages: record, train, eval (e.g. 35,55,5)",
             args.split
         )
     })?;

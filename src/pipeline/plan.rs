@@ -57,7 +57,7 @@ impl Stage {
 
 /// Default split of the budget in percent: record (both corpora), train, eval. The rest
 /// (5%) covers loading models and writing checkpoints.
-pub const DEFAULT_SPLIT: [f64; 3] = [35.0, 50.0, 10.0];
+pub const DEFAULT_SPLIT: [f64; 3] = [35.0, 55.0, 5.0];
 
 /// Most passes over the training windows a planned run makes (more would overfit a small
 /// corpus; a fast machine records more instead).
@@ -131,7 +131,7 @@ impl Budget {
     }
 }
 
-/// What training costs on this machine, measured on the first step of the run.
+/// What training costs on this machine, measured on the first steps of the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepCosts {
     /// Seconds per optimizer step.
@@ -179,8 +179,8 @@ mod tests {
     fn the_split_divides_the_budget() {
         let b = Budget::new(20.0, DEFAULT_SPLIT).expect("valid");
         assert!((b.record_seconds() - 420.0).abs() < 1e-9);
-        assert!((b.train_seconds() - 600.0).abs() < 1e-9);
-        assert!((b.eval_seconds() - 120.0).abs() < 1e-9);
+        assert!((b.train_seconds() - 660.0).abs() < 1e-9);
+        assert!((b.eval_seconds() - 60.0).abs() < 1e-9);
         assert_eq!(b.stage_seconds(Stage::RecordValid), b.record_seconds());
     }
 

@@ -1,4 +1,4 @@
-//! The train stage of `distill run`: a teacher-initialised student, one measured step, then
+//! The train stage of `distill run`: a teacher-initialised student, three measured steps, then
 //! as many steps as the rest of the train share fits (fixed in `run.json` from then on), with
 //! a time cap and the stop flag as safety nets. A kill resumes from the last checkpoint.
 
@@ -20,6 +20,11 @@ use crate::train::data::{self, Splits, Stream};
 use crate::train::metrics::{StepMetrics, ValidMetrics};
 use crate::train::schedule::Schedule;
 use crate::train::{TrainEvent, TrainRun, TrainSettings, train};
+
+/// Steps run before planning: the first is slow (allocations, cold caches), so the plan
+/// uses the ones after it; within the warm-up, whose learning rates do not depend on the
+/// step count.
+const PROBE_STEPS: usize = 3;
 
 /// What every trainer call of the stage shares.
 struct Setup {
@@ -94,7 +99,7 @@ impl Job {
         )))
     }
 
-    /// Run and time the first step, then plan the steps the rest of the share fits;
+    /// Run and time the first [`PROBE_STEPS`] steps, then plan the steps the rest of the share fits;
     /// `None` when stopped meanwhile.
     fn plan_steps(
         &mut self,
@@ -103,7 +108,7 @@ impl Job {
         windows: usize,
         stop: &AtomicBool,
     ) -> anyhow::Result<Option<usize>> {
-        let first = self.run_trainer(setup, 1, resume, stop)?;
+        let first = self.run_trainer(setup, PROBE_STEPS, resume, stop)?;
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
@@ -126,7 +131,7 @@ impl Job {
         (self.state.settings.budget.train_seconds() - spent).max(0.0)
     }
 
-    /// Train up to `steps`, timing the first step, validation and checkpoint, and keeping
+    /// Train up to `steps`, timing the steps, the first validation and checkpoint, and keeping
     /// the stage's seconds in `run.json` current at each checkpoint.
     fn run_trainer(
         &mut self,
@@ -180,11 +185,11 @@ impl Job {
     }
 }
 
-/// Times the first step, validation and checkpoint of a trainer call from its events.
+/// Times the steps, first validation and first checkpoint of a trainer call from its events.
 struct Timer {
     tokens_per_step: f64,
     mark: Instant,
-    step: Option<f64>,
+    steps: Vec<f64>,
     valid: Option<f64>,
     save: Option<f64>,
 }
@@ -194,7 +199,7 @@ impl Timer {
         Timer {
             tokens_per_step,
             mark: Instant::now(),
-            step: None,
+            steps: Vec::new(),
             valid: None,
             save: None,
         }
@@ -205,8 +210,7 @@ impl Timer {
         match e {
             // The step's own figure excludes the metrics write and the callback.
             TrainEvent::Step(m) => {
-                let secs = self.tokens_per_step / m.tok_s.max(1e-9);
-                self.step = self.step.or(Some(secs));
+                self.steps.push(self.tokens_per_step / m.tok_s.max(1e-9));
             }
             TrainEvent::Valid(_) => self.valid = self.valid.or(Some(since)),
             TrainEvent::Saved { .. } => self.save = self.save.or(Some(since)),
@@ -215,9 +219,15 @@ impl Timer {
         self.mark = Instant::now();
     }
 
-    /// The costs, once a step was seen.
+    /// The costs, once a step was seen: a step is the mean of those after the first
+    /// (the first alone when there is no other).
     fn costs(&self) -> Option<StepCosts> {
-        self.step.map(|step| StepCosts {
+        let warm = self.steps.get(1..).filter(|s| !s.is_empty());
+        let step = match warm {
+            Some(s) => s.iter().sum::<f64>() / s.len() as f64,
+            None => *self.steps.first()?,
+        };
+        Some(StepCosts {
             step,
             valid: self.valid.unwrap_or(step),
             save: self.save.unwrap_or(0.0),
@@ -236,7 +246,7 @@ fn train_note(
         (Some(s), Some(n)) => format!("resuming at step {} of {n}", s.step),
         (_, Some(n)) => format!("{n} steps from teacher blocks {layers:?}"),
         (_, None) => format!(
-            "teacher blocks {layers:?}, {windows} windows: timing the first step to plan the rest"
+            "teacher blocks {layers:?}, {windows} windows: timing the first steps to plan the rest"
         ),
     }
 }
