@@ -176,11 +176,17 @@ pub fn summary_lines(state: &RunState, out: &std::path::Path) -> Vec<String> {
             out.join("eval").join("report.md").display()
         ));
     }
+    let gguf = out.join("eval").join("student.q8_0.gguf");
+    let student = if gguf.is_file() {
+        gguf
+    } else {
+        out.join("student")
+    };
     lines.push(format!(
         "{:<13} distill chat --teacher {} --student {}",
         "chat",
         state.settings.teacher.path.display(),
-        out.join("student").display()
+        student.display()
     ));
     lines
 }
