@@ -23,7 +23,7 @@ use crate::pipeline::dashboard::term::{self, Exit};
 use crate::pipeline::dashboard::{App, Cmd};
 use crate::pipeline::lines::Lines;
 use crate::pipeline::state::FileId;
-use crate::pipeline::summary::summary_lines;
+use crate::pipeline::summary::{chat_student, summary_lines};
 use crate::pipeline::{Budget, Event, RunSettings, RunState};
 use crate::record::recorder::file_sha256;
 use stages::Job;
@@ -191,16 +191,10 @@ fn dashboard(
     Ok(())
 }
 
-/// `distill chat` with the run's teacher and student, every other option at its default.
-/// The student is eval's Q8_0 export when there is one: in llama.cpp it decodes about 3x
-/// faster than the teacher, where the candle model (f32, no quantized kernels) is slower.
+/// `distill chat` with the run's teacher and student ([`chat_student`]), every other option
+/// at its default.
 fn chat_args(args: &RunArgs) -> anyhow::Result<ChatArgs> {
-    let gguf = args.out.join("eval").join("student.q8_0.gguf");
-    let student = if gguf.is_file() {
-        gguf
-    } else {
-        args.out.join("student")
-    };
+    let student = chat_student(&args.out);
     let mut argv: Vec<String> = vec![
         "distill".into(),
         "chat".into(),
