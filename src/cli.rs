@@ -253,6 +253,12 @@ pub struct EvalArgs {
     /// Quality only.
     #[arg(long)]
     pub no_speed: bool,
+    /// Held-out prompts every model answers on its own, judged by the teacher (0: none).
+    #[arg(long, default_value_t = 12)]
+    pub answers: usize,
+    /// Longest free-running answer, in tokens (1-4096).
+    #[arg(long, default_value_t = 128, value_parser = answer_tokens)]
+    pub answer_tokens: usize,
 }
 
 /// How the student's weights start.
@@ -542,4 +548,21 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+}
+
+/// A whole number in `lo..=hi`, for clap's value parsers.
+fn whole_in(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number"))?;
+    if (lo..=hi).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("'{n}' is outside {lo}..={hi}"))
+    }
+}
+
+fn answer_tokens(s: &str) -> Result<usize, String> {
+    whole_in(s, 1, 4096)
 }

@@ -1,6 +1,8 @@
 //! `distill eval`: how close a student is to its teacher (quality on a held-out corpus the
 //! teacher recorded) and how much faster it runs (speed in every engine it runs in).
 
+pub mod answers;
+pub mod evaluate;
 pub mod metrics;
 pub mod report;
 pub mod speed;

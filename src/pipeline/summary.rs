@@ -29,6 +29,22 @@ pub struct EvalRow {
     pub decode_tok_s: Option<f64>,
     /// Decoding speed over the teacher's in llama.cpp.
     pub speedup: Option<f64>,
+    /// The model's free-running answers as the teacher judged them (first row of a model).
+    #[serde(default)]
+    pub answers: Option<AnswersRow>,
+}
+
+/// Free-running figures of one model (see [`crate::eval::answers`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswersRow {
+    /// The teacher's perplexity of the answers.
+    pub teacher_ppl: f64,
+    /// That over the teacher's perplexity of its own answers.
+    pub ratio: Option<f64>,
+    /// distinct-2 of the answers.
+    pub distinct2: f64,
+    /// Answers that ended their turn, and answers.
+    pub ended: (usize, usize),
 }
 
 /// The eval table of `report`: quality on the first row of each model, one row per engine.
@@ -50,6 +66,15 @@ pub fn eval_rows(report: &EvalReport) -> Vec<EvalRow> {
             ppl,
             decode_tok_s: None,
             speedup: None,
+            answers: m.answers.as_ref().map(|a| AnswersRow {
+                teacher_ppl: a.teacher_ppl,
+                ratio: report.answer_ppl_ratio(m).filter(|_| m.role != "teacher"),
+                distinct2: a.distinct[1],
+                ended: (
+                    (a.end_of_turn * a.answers as f64).round() as usize,
+                    a.answers,
+                ),
+            }),
         };
         if m.speed.is_empty() {
             rows.push(base);
@@ -66,6 +91,7 @@ pub fn eval_rows(report: &EvalReport) -> Vec<EvalRow> {
                 kld: base.kld.filter(|_| first),
                 same_top: base.same_top.filter(|_| first),
                 ppl: base.ppl.filter(|_| first),
+                answers: base.answers.clone().filter(|_| first),
                 ..base.clone()
             });
         }
@@ -110,6 +136,22 @@ pub fn eval_table(rows: &[EvalRow]) -> Vec<String> {
         ));
     }
     out
+}
+
+/// One line on a model's free-running answers.
+fn answers_line(r: &EvalRow) -> Option<String> {
+    let a = r.answers.as_ref()?;
+    let ratio = opt(a.ratio, |x| format!(" ({x:.1}x the teacher's own)"));
+    let ratio = if ratio == "-" { String::new() } else { ratio };
+    Some(format!(
+        "{:<13} {}: teacher PPL {}{ratio}, distinct-2 {:.2}, {}/{} ended their turn",
+        "answers",
+        truncate(&r.model, 26),
+        ppl(a.teacher_ppl),
+        a.distinct2,
+        a.ended.0,
+        a.ended.1
+    ))
 }
 
 /// Perplexity in at most 8 columns.
@@ -181,6 +223,7 @@ pub fn summary_lines(state: &RunState, out: &std::path::Path) -> Vec<String> {
     if !state.eval.is_empty() {
         lines.push(String::new());
         lines.extend(eval_table(&state.eval));
+        lines.extend(state.eval.iter().filter_map(answers_line));
         lines.push(String::new());
         lines.push(format!(
             "{:<13} {}",
@@ -221,6 +264,7 @@ mod tests {
             ppl: None,
             decode_tok_s: Some(150.2),
             speedup: None,
+            answers: None,
         }];
         let t = eval_table(&rows);
         assert_eq!(t.len(), 2);

@@ -165,6 +165,11 @@ impl LlamaTeacher {
         self.model.vocab().is_eog(LlamaToken(id as i32))
     }
 
+    /// Whether `id` is a control token of the template (`<|im_start|>`, BOS...).
+    pub fn is_control(&self, id: u32) -> bool {
+        self.model.vocab().is_control(LlamaToken(id as i32))
+    }
+
     /// The token that closes an assistant turn, appended to scored responses.
     pub fn end_of_turn(&self) -> u32 {
         let vocab = self.model.vocab();

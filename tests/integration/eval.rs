@@ -41,8 +41,21 @@ fn stat(report: &serde_json::Value, model: usize, path: &[&str]) -> f64 {
 #[test]
 fn the_teacher_against_itself_has_zero_kld_and_full_agreement() {
     let dir = temp_dir("eval-self");
-    let r = eval(&teacher(), &dir.join("report"), &["--no-speed"]);
+    let r = eval(
+        &teacher(),
+        &dir.join("report"),
+        &["--no-speed", "--answers", "3", "--answer-tokens", "24"],
+    );
     assert!(stat(&r, 1, &["kld", "mean"]) < 2e-3, "{}", r["models"][1]);
+    // Greedy answers of the same model are the same answers, judged the same.
+    let (own, other) = (&r["models"][0]["answers"], &r["models"][1]["answers"]);
+    assert_eq!(own["samples"], other["samples"]);
+    assert_eq!(own["answers"], 3);
+    let ppl = |a: &serde_json::Value| a["teacher_ppl"].as_f64().expect("ppl");
+    assert!(
+        ppl(own) >= 1.0 && (ppl(own) - ppl(other)).abs() < 1e-6,
+        "{own} {other}"
+    );
     assert!(stat(&r, 1, &["kld", "max"]) < 5e-2);
     assert!(stat(&r, 1, &["same_top"]) > 0.995);
     assert!((stat(&r, 1, &["ppl_ratio"]) - 1.0).abs() < 0.01);
@@ -61,7 +74,36 @@ fn longer_training_beats_random_and_every_statistic_is_reported() {
     let r = eval(
         &long,
         &dir.join("report"),
-        &["--compare", short.to_str().expect("utf-8")],
+        &[
+            "--compare",
+            short.to_str().expect("utf-8"),
+            "--answers",
+            "4",
+            "--answer-tokens",
+            "48",
+        ],
+    );
+    // Free-running answers of every model, judged by the teacher: the trained student's
+    // read as more likely to the teacher than the untrained one's.
+    let answers = |m: usize, key: &str| r["models"][m]["answers"][key].clone();
+    let answer_ppl = |m: usize| answers(m, "teacher_ppl").as_f64().expect("teacher_ppl");
+    assert!(
+        answer_ppl(1) < answer_ppl(2),
+        "{} vs {}",
+        answer_ppl(1),
+        answer_ppl(2)
+    );
+    for m in 0..3 {
+        assert_eq!(answers(m, "answers"), 4);
+        assert_eq!(answers(m, "samples").as_array().map(Vec::len), Some(3));
+        for d in answers(m, "distinct").as_array().expect("distinct") {
+            assert!(d.as_f64().is_some_and(|x| x > 0.0 && x <= 1.0), "{d}");
+        }
+    }
+    let md = std::fs::read_to_string(dir.join("report").join("report.md")).expect("md");
+    assert!(
+        md.contains("## Free-running answers") && md.contains("**Prompt 1:**"),
+        "{md}"
     );
     for key in [
         "mean", "mean_err", "max", "p99_9", "p99", "p95", "p90", "median", "p10", "p5", "p1", "min",

@@ -23,6 +23,10 @@ const TOP_K: usize = 64;
 /// `--valid-prompts-limit` must not eat the training corpus's time).
 const VALID_SHARE: f64 = 0.3;
 
+/// Held-out prompts the eval stage lets each model answer on its own, and how long.
+const ANSWERS: usize = 12;
+const ANSWER_TOKENS: usize = 128;
+
 /// How a stage ended.
 pub(super) enum Outcome {
     Done(String),
@@ -180,6 +184,8 @@ impl Job {
             out: a.out.join("eval"),
             threads: a.threads,
             no_speed: a.no_speed,
+            answers: a.valid_prompts_limit.min(ANSWERS),
+            answer_tokens: ANSWER_TOKENS,
         };
         let note = if a.no_speed {
             "quality on the held-out answers".to_string()
@@ -194,9 +200,10 @@ impl Job {
         let clock = Instant::now();
         let base = self.state.stage(Stage::Eval).seconds;
         let tx = &self.tx;
-        let report = super::super::eval::evaluate(&args, &mut |line| {
-            tx.send(Event::Eval(line)).ok();
-        });
+        let report =
+            crate::eval::evaluate::evaluate(&super::super::eval::job(&args), &mut |line| {
+                tx.send(Event::Eval(line)).ok();
+            });
         self.state.stage_mut(Stage::Eval).seconds = base + clock.elapsed().as_secs_f64();
         let report = report.context("evaluating the student")?;
         self.state.eval = eval_rows(&report);
