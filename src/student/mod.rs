@@ -3,9 +3,12 @@
 
 pub mod config;
 pub mod export;
+pub mod importance;
 pub mod init;
 pub mod io;
 pub mod model;
+pub mod prune;
+pub mod shape;
 pub mod tokenizer;
 
 pub use config::{Preset, StudentConfig};

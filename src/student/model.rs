@@ -11,6 +11,40 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::StudentConfig;
 
+/// Where a forward pass shows its activations to a [`Probe`] (importance estimation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// The residual stream entering block `layer` ([b, t, hidden]; `layer` = blocks: the
+    /// stream after the last block).
+    Residual,
+    /// The normed input of attention or of the MLP, [b, t, hidden].
+    NormedIn,
+    /// Every head's attention output before `o_proj`, [b, heads, t, head_dim].
+    Heads,
+    /// The SwiGLU activation `silu(gate) * up`, [b, t, intermediate].
+    MlpAct,
+}
+
+/// Something that watches a forward pass: [`Student::hidden_probed`] calls it at every
+/// [`Site`] of every block.
+pub trait Probe {
+    /// See activation `xs` at `site` of block `layer`.
+    ///
+    /// # Errors
+    /// Tensor errors.
+    fn see(&mut self, layer: usize, site: Site, xs: &Tensor) -> Result<()>;
+}
+
+/// The probe of a forward pass and the block it is in.
+type Watch<'a, 'p> = Option<(&'a mut (dyn Probe + 'p), usize)>;
+
+fn show(watch: &mut Watch<'_, '_>, site: Site, xs: &Tensor) -> Result<()> {
+    match watch {
+        Some((p, layer)) => p.see(*layer, site, xs),
+        None => Ok(()),
+    }
+}
+
 /// x / sqrt(mean(x^2) + eps) * w, over the last dimension.
 fn rms_norm(xs: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let ms = xs.sqr()?.mean_keepdim(D::Minus1)?;
@@ -113,8 +147,14 @@ impl Attention {
             .reshape((b, kvh * n, t, hd))
     }
 
-    fn forward(&self, xs: &Tensor, rope: &Rope, mask: &Tensor) -> Result<Tensor> {
-        let (b, t, h) = xs.dims3()?;
+    fn forward(
+        &self,
+        xs: &Tensor,
+        rope: &Rope,
+        mask: &Tensor,
+        w: &mut Watch<'_, '_>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
         let q = rope.apply(&self.split(&self.q.forward(xs)?, self.heads)?, 0)?;
         let k = rope.apply(&self.split(&self.k.forward(xs)?, self.kv_heads)?, 0)?;
         let v = self.split(&self.v.forward(xs)?, self.kv_heads)?;
@@ -125,7 +165,9 @@ impl Attention {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?; // [b, heads, t, t]
         let y = softmax(&att)?.matmul(&v)?; // [b, heads, t, hd]
-        self.o.forward(&y.transpose(1, 2)?.reshape((b, t, h))?)
+        show(w, Site::Heads, &y)?;
+        let width = self.heads * self.head_dim;
+        self.o.forward(&y.transpose(1, 2)?.reshape((b, t, width))?)
     }
 }
 
@@ -146,9 +188,10 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.down
-            .forward(&(self.gate.forward(xs)?.silu()? * self.up.forward(xs)?)?)
+    fn forward(&self, xs: &Tensor, w: &mut Watch<'_, '_>) -> Result<Tensor> {
+        let act = (self.gate.forward(xs)?.silu()? * self.up.forward(xs)?)?;
+        show(w, Site::MlpAct, &act)?;
+        self.down.forward(&act)
     }
 }
 
@@ -173,12 +216,20 @@ impl Block {
         })
     }
 
-    fn forward(&self, xs: &Tensor, rope: &Rope, mask: &Tensor) -> Result<Tensor> {
-        let xs = (xs
-            + self
-                .attn
-                .forward(&rms_norm(xs, &self.norm1, self.eps)?, rope, mask)?)?;
-        &xs + self.mlp.forward(&rms_norm(&xs, &self.norm2, self.eps)?)?
+    fn forward(
+        &self,
+        xs: &Tensor,
+        rope: &Rope,
+        mask: &Tensor,
+        w: &mut Watch<'_, '_>,
+    ) -> Result<Tensor> {
+        show(w, Site::Residual, xs)?;
+        let normed = rms_norm(xs, &self.norm1, self.eps)?;
+        show(w, Site::NormedIn, &normed)?;
+        let xs = (xs + self.attn.forward(&normed, rope, mask, w)?)?;
+        let normed = rms_norm(&xs, &self.norm2, self.eps)?;
+        show(w, Site::NormedIn, &normed)?;
+        &xs + self.mlp.forward(&normed, w)?
     }
 }
 
@@ -225,11 +276,27 @@ impl Student {
     /// # Errors
     /// Shape errors, or a sequence longer than `max_position_embeddings`.
     pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward_blocks(ids, None)
+    }
+
+    /// [`Student::hidden`], showing every block's activations to `probe`.
+    ///
+    /// # Errors
+    /// As [`Student::hidden`], and whatever the probe reports.
+    pub fn hidden_probed(&self, ids: &Tensor, probe: &mut dyn Probe) -> Result<Tensor> {
+        self.forward_blocks(ids, Some(probe))
+    }
+
+    fn forward_blocks(&self, ids: &Tensor, mut probe: Option<&mut dyn Probe>) -> Result<Tensor> {
         let (_, t) = ids.dims2()?;
         let mask = causal_mask(t, ids.device())?;
         let mut xs = self.embed.forward(ids)?;
-        for block in &self.blocks {
-            xs = block.forward(&xs, &self.rope, &mask)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mut w: Watch<'_, '_> = probe.as_deref_mut().map(|p| (p, i));
+            xs = block.forward(&xs, &self.rope, &mask, &mut w)?;
+        }
+        if let Some(p) = probe {
+            p.see(self.blocks.len(), Site::Residual, &xs)?;
         }
         rms_norm(&xs, &self.norm, self.eps)
     }
