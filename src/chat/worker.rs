@@ -31,7 +31,7 @@ pub enum ModelSource {
     StudentDir {
         /// The directory `distill train` wrote.
         dir: PathBuf,
-        /// Teacher GGUF to use when the one in `train_state.json` is gone.
+        /// Teacher GGUF to use when the one in the student's provenance is gone.
         vocab_fallback: Option<PathBuf>,
     },
 }

@@ -1,7 +1,9 @@
-//! JSONL prompt files. Each line is one chat record in any of the forms users already have:
+//! Prompt files. A JSONL line is one chat record in any of the forms users already have:
 //! `{"prompt"[, "response", "system"]}`, OpenAI `{"messages": [{role, content}]}`, ShareGPT
-//! `{"conversations": [{from, value}]}`, Alpaca `{"instruction", "input", "output"}`.
-//! The form is detected per line, so files may mix them.
+//! `{"conversations": [{from, value}]}`, Alpaca `{"instruction", "input", "output"}`, or raw
+//! text `{"text": ...}` (for base models, scored teacher-forced as in pretraining-style
+//! distillation). The form is detected per line, so files may mix them. A `.txt` file is
+//! one raw-text record.
 
 use std::path::{Path, PathBuf};
 
@@ -42,7 +44,16 @@ pub struct Message {
     pub content: String,
 }
 
-/// One chat record and where it came from.
+/// What one line holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A conversation.
+    Chat(Vec<Message>),
+    /// Raw text, scored as it is (no chat template).
+    Text(String),
+}
+
+/// One record and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptRecord {
     /// Source file.
@@ -50,7 +61,10 @@ pub struct PromptRecord {
     /// 1-based line in `file`.
     pub line: usize,
     /// The conversation; a response to score, if any, is the last (assistant) message.
+    /// Empty for a raw-text record.
     pub messages: Vec<Message>,
+    /// Raw text to score teacher-forced (a `{"text"}` line or a `.txt` file).
+    pub text: Option<String>,
 }
 
 impl PromptRecord {
@@ -86,6 +100,15 @@ pub struct Source {
     pub skipped: usize,
 }
 
+/// Whether any record of `sources` is raw text, and whether any is a chat record.
+pub fn kinds(sources: &[Source]) -> (bool, bool) {
+    let records = || sources.iter().flat_map(|s| &s.records);
+    (
+        records().any(|r| r.text.is_some()),
+        records().any(|r| r.text.is_none()),
+    )
+}
+
 impl Source {
     /// Read and parse `path`. A bad line is an error naming file and line, unless `skip_bad`,
     /// in which case it is counted in [`Source::skipped`].
@@ -106,6 +129,23 @@ impl Source {
                 reason: "not valid UTF-8".into(),
             }
         })?;
+        if path.extension().is_some_and(|e| e == "txt") {
+            if text.trim().is_empty() {
+                return Err(Error::EmptyPrompts(path.to_path_buf()));
+            }
+            let record = PromptRecord {
+                file: path.to_path_buf(),
+                line: 1,
+                messages: Vec::new(),
+                text: Some(text),
+            };
+            return Ok(Self {
+                path: path.to_path_buf(),
+                sha256,
+                records: vec![record],
+                skipped: 0,
+            });
+        }
         let mut records = Vec::new();
         let mut skipped = 0;
         for (i, line) in text.lines().enumerate() {
@@ -113,11 +153,18 @@ impl Source {
                 continue;
             }
             match parse_line(line) {
-                Ok(messages) => records.push(PromptRecord {
-                    file: path.to_path_buf(),
-                    line: i + 1,
-                    messages,
-                }),
+                Ok(record) => {
+                    let (messages, text) = match record {
+                        Record::Chat(m) => (m, None),
+                        Record::Text(t) => (Vec::new(), Some(t)),
+                    };
+                    records.push(PromptRecord {
+                        file: path.to_path_buf(),
+                        line: i + 1,
+                        messages,
+                        text,
+                    });
+                }
                 Err(_) if skip_bad => skipped += 1,
                 Err(reason) => {
                     return Err(Error::Prompt {
@@ -142,23 +189,35 @@ impl Source {
     }
 }
 
-/// The messages of one JSONL line, or why it is not a chat record.
-pub fn parse_line(line: &str) -> std::result::Result<Vec<Message>, String> {
+/// What one JSONL line holds, or why it is not a record.
+pub fn parse_line(line: &str) -> std::result::Result<Record, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(obj) = value else {
         return Err("expected a JSON object".into());
     };
+    let chat = ["messages", "conversations", "instruction", "prompt"];
+    if !chat.iter().any(|k| obj.contains_key(*k)) && obj.contains_key("text") {
+        let text = text_field(&obj, "text")?.ok_or("field 'text' must be a string")?;
+        if text.trim().is_empty() {
+            return Err("field 'text' is empty".into());
+        }
+        return Ok(Record::Text(text));
+    }
+    chat_record(&obj).map(Record::Chat)
+}
+
+fn chat_record(obj: &Map<String, Value>) -> std::result::Result<Vec<Message>, String> {
     let messages = if let Some(list) = obj.get("messages") {
         turns(list, "messages", "role", "content")?
     } else if let Some(list) = obj.get("conversations") {
         turns(list, "conversations", "from", "value")?
     } else if obj.contains_key("instruction") {
-        alpaca(&obj)?
+        alpaca(obj)?
     } else if obj.contains_key("prompt") {
-        simple(&obj)?
+        simple(obj)?
     } else {
         return Err(
-            "no chat record found: expected a 'prompt', 'messages', 'conversations' or 'instruction' field".into(),
+            "no record found: expected a 'prompt', 'messages', 'conversations', 'instruction' or 'text' field".into(),
         );
     };
     if !messages.iter().any(|m| m.role == Role::User) {
@@ -268,12 +327,15 @@ fn turns(
 mod tests {
     use super::*;
 
+    fn chat(line: &str) -> Vec<Message> {
+        match parse_line(line).expect("valid record") {
+            Record::Chat(m) => m,
+            Record::Text(t) => panic!("chat record expected, got text {t:?}"),
+        }
+    }
+
     fn roles(line: &str) -> Vec<Role> {
-        parse_line(line)
-            .expect("valid record")
-            .iter()
-            .map(|m| m.role)
-            .collect()
+        chat(line).iter().map(|m| m.role).collect()
     }
 
     #[test]
@@ -300,8 +362,12 @@ mod tests {
             roles(r#"{"instruction": "do", "input": "x", "output": "y"}"#),
             [User, Assistant]
         );
-        let m = parse_line(r#"{"instruction": "Sum", "input": "1 2"}"#).expect("alpaca");
+        let m = chat(r#"{"instruction": "Sum", "input": "1 2"}"#);
         assert_eq!(m[0].content, "Sum\n\n1 2");
+        assert_eq!(
+            parse_line(r#"{"text": "Once upon a time"}"#),
+            Ok(Record::Text("Once upon a time".into()))
+        );
     }
 
     #[test]
@@ -309,7 +375,9 @@ mod tests {
         for (line, want) in [
             ("{not json", "invalid JSON"),
             ("[1, 2]", "JSON object"),
-            (r#"{"text": "x"}"#, "no chat record"),
+            (r#"{"texts": "x"}"#, "no record found"),
+            (r#"{"text": 3}"#, "must be a string"),
+            (r#"{"text": " "}"#, "'text' is empty"),
             (r#"{"prompt": 3}"#, "must be a string"),
             (r#"{"prompt": "  "}"#, "empty"),
             (
@@ -332,7 +400,8 @@ mod tests {
         let rec = |line: &str| PromptRecord {
             file: "f".into(),
             line: 1,
-            messages: parse_line(line).expect("ok"),
+            messages: chat(line),
+            text: None,
         };
         let r = rec(r#"{"prompt": "q", "response": "a"}"#);
         assert_eq!(r.split_response().1, Some("a"));
@@ -364,6 +433,18 @@ mod tests {
             Source::read(&path, false),
             Err(Error::EmptyPrompts(_))
         ));
+        // A .txt file is one raw-text record, whatever its lines look like.
+        let txt = dir.join("book.txt");
+        std::fs::write(&txt, "{\"prompt\": \"not json here\"}\nChapter one.\n").expect("write");
+        let src = Source::read(&txt, false).expect("txt");
+        assert_eq!(src.records.len(), 1);
+        assert!(
+            src.records[0]
+                .text
+                .as_deref()
+                .is_some_and(|t| t.contains("Chapter one"))
+        );
+        assert_eq!(kinds(&[src]), (true, false));
         std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, Mode, RecordSettings, SCHEMA_VERSION, SourceInfo, now_rfc3339};
 use super::shard::{self, Shard};
-use crate::corpus::{Message, PromptRecord, Role, Source};
-use crate::gguf::{GgufMeta, hex};
+use crate::corpus::{Message, PromptRecord, Role, Source, kinds};
+use crate::gguf::{GgufMeta, TeacherProfile, hex};
 use crate::teacher::{Job, LlamaTeacher, Rng, Sampling, SessionParams, Stop, TeacherInfo};
 use crate::{Error, Result};
 
@@ -110,11 +110,13 @@ pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summar
         ));
     }
     let meta = GgufMeta::read(&cfg.teacher)?;
+    let profile = TeacherProfile::from_meta(&meta)?;
     let sources = cfg
         .prompts
         .iter()
         .map(|p| Source::read(p, s.skip_bad))
         .collect::<Result<Vec<_>>>()?;
+    check_sources(&profile, s.mode, &sources)?;
     let sha = file_sha256(&cfg.teacher)?;
     let existing = open_dir(&cfg.out)?;
     if let Some(m) = &existing {
@@ -209,6 +211,31 @@ pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summar
     summary.targets = manifest.totals.targets;
     summary.bytes = manifest.totals.bytes;
     Ok(summary)
+}
+
+/// Refuse, before any work, prompt files this teacher cannot record in `mode`: raw text
+/// in generate mode, chat records for a teacher without a chat template.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the file and the fix.
+pub fn check_sources(profile: &TeacherProfile, mode: Mode, sources: &[Source]) -> Result<()> {
+    let (text, chat) = kinds(sources);
+    let first = |want_text: bool| {
+        sources
+            .iter()
+            .find(|s| s.records.iter().any(|r| r.text.is_some() == want_text))
+            .map_or(String::new(), |s| s.path.display().to_string())
+    };
+    if text && mode == Mode::Generate {
+        return Err(Error::Invalid(format!(
+            "'{}' holds raw text ({{\"text\"}} lines or a .txt file), which the teacher scores rather than answers: pass --mode score",
+            first(true)
+        )));
+    }
+    if chat {
+        profile.require_chat_template(&format!("format the chat records of '{}'", first(false)))?;
+    }
+    Ok(())
 }
 
 /// sha256 of a file, streamed.
@@ -357,6 +384,10 @@ fn build_jobs(
     };
     let mut jobs = Vec::new();
     for rec in sources.iter().flat_map(|x| &x.records) {
+        if let Some(text) = &rec.text {
+            jobs.extend(text_jobs(teacher, text, s, jobs.len()));
+            continue;
+        }
         let job = match build_job(teacher, rec, s, sampling, jobs.len()) {
             Ok(job) => job,
             Err(Error::Prompt { .. }) if s.skip_bad => {
@@ -368,6 +399,44 @@ fn build_jobs(
         jobs.push(job);
     }
     Ok(jobs)
+}
+
+/// Raw text cut into windows of `ctx` tokens, each scored teacher-forced: every position a
+/// target. Windows start with BOS where the model reads documents so (its first target is
+/// the text's first token), else with their own first token.
+fn text_jobs(teacher: &LlamaTeacher, text: &str, s: &RecordSettings, index: usize) -> Vec<Job> {
+    let tokens = teacher.tokenize_text(text);
+    let bos = teacher
+        .adds_bos()
+        .then(|| tokens.first().copied())
+        .flatten();
+    let body = if bos.is_some() {
+        &tokens[1..]
+    } else {
+        &tokens[..]
+    };
+    let width = if bos.is_some() { s.ctx - 1 } else { s.ctx };
+    body.chunks(width)
+        .filter(|w| bos.is_some() || w.len() > 1)
+        .enumerate()
+        .map(|(i, w)| {
+            let (prompt, response) = match bos {
+                Some(b) => (vec![b], w.to_vec()),
+                None => (w[..1].to_vec(), w[1..].to_vec()),
+            };
+            Job {
+                max_new_tokens: 0,
+                prompt,
+                response: Some(response),
+                sampling: Sampling {
+                    temperature: 0.0,
+                    top_p: 1.0,
+                },
+                rng: Rng::for_record(s.seed, (index + i) as u64),
+                ignore_eog: false,
+            }
+        })
+        .collect()
 }
 
 fn build_job(

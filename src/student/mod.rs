@@ -6,7 +6,7 @@ pub mod export;
 pub mod init;
 pub mod io;
 pub mod model;
-pub mod tokenizer;
+pub mod pretrained;
 
 pub use config::{Preset, StudentConfig};
 pub use model::Student;

@@ -137,6 +137,22 @@ impl LlamaTeacher {
             .collect()
     }
 
+    /// Tokens of raw text as the model reads a document: BOS where the model wants one,
+    /// special-token texts left as text.
+    pub fn tokenize_text(&self, text: &str) -> Vec<u32> {
+        let vocab = self.model.vocab();
+        vocab
+            .tokenize(text.as_bytes(), true, false)
+            .into_iter()
+            .map(|t| t.0 as u32)
+            .collect()
+    }
+
+    /// Whether llama.cpp puts BOS before a text for this model.
+    pub fn adds_bos(&self) -> bool {
+        self.model.vocab().should_add_bos()
+    }
+
     /// Text of one token (control tokens included), lossily decoded.
     pub fn piece(&self, id: u32) -> String {
         String::from_utf8_lossy(&self.piece_bytes(id)).into_owned()

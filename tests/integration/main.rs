@@ -6,6 +6,8 @@ mod common;
 mod eval;
 mod export;
 mod pipeline;
+mod qwen2;
 mod record;
+mod teachers;
 mod tokenizer;
 mod train;
