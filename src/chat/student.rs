@@ -95,6 +95,14 @@ impl CandleDecoder {
         let student_cfg = StudentConfig::read(dir)
             .map_err(|e| Error::Invalid(format!("'{}': {e}", path.display())))?;
         io::check_weights(&student_cfg, &weights)?;
+        if student_cfg.attention_bias {
+            // candle-transformers' Llama has no q/k/v biases: it would drop them silently.
+            return Err(Error::Invalid(format!(
+                "student '{}' has Qwen2's q/k/v biases, which the candle chat model lacks: chat with its GGUF export instead (distill export --student {} --out student.gguf, then --student student.gguf)",
+                dir.display(),
+                dir.display()
+            )));
+        }
         let params = student_cfg.n_params() as u64;
         let model = hf::Llama::load(
             VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu),

@@ -60,10 +60,23 @@ pub struct TeacherInfo {
     pub chat_template: String,
 }
 
+/// How to render a conversation for a model without a chat template (a base model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NoTemplate {
+    /// Refuse, naming the alternatives.
+    #[default]
+    Refuse,
+    /// ChatML, llama.cpp's built-in `chatml` template.
+    ChatMl,
+    /// The messages' text joined by blank lines: the model continues it.
+    Plain,
+}
+
 /// A teacher model loaded by llama.cpp.
 pub struct LlamaTeacher {
     model: LlamaModel,
     template: Option<LlamaChatTemplate>,
+    no_template: NoTemplate,
     /// Identity and vocabulary facts.
     pub info: TeacherInfo,
 }
@@ -122,6 +135,7 @@ impl LlamaTeacher {
         Ok(Self {
             model,
             template,
+            no_template: NoTemplate::Refuse,
             info,
         })
     }
@@ -195,12 +209,25 @@ impl LlamaTeacher {
     /// # Errors
     /// [`Error::Llama`] if the model has no chat template or llama.cpp cannot apply it.
     pub fn render_prompt(&self, messages: &[Message]) -> Result<String> {
-        let template = self.template.as_ref().ok_or_else(|| {
-            Error::Llama(format!(
-                "teacher '{}' has no chat template; use an instruct/chat GGUF",
-                self.info.file
-            ))
-        })?;
+        let chatml;
+        let template = match (&self.template, self.no_template) {
+            (Some(t), _) => t,
+            (None, NoTemplate::ChatMl) => {
+                chatml = LlamaChatTemplate::new("chatml")
+                    .map_err(|e| Error::Llama(format!("chatml template: {e}")))?;
+                &chatml
+            }
+            (None, NoTemplate::Plain) => {
+                let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+                return Ok(texts.join("\n\n"));
+            }
+            (None, NoTemplate::Refuse) => {
+                return Err(Error::Llama(format!(
+                    "'{}' is a base model without a chat template: pass --template chatml (ChatML turns) or --template none (plain text to continue), or use an instruct/chat GGUF",
+                    self.info.file
+                )));
+            }
+        };
         let chat = messages
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
@@ -209,6 +236,16 @@ impl LlamaTeacher {
         self.model
             .apply_chat_template(template, &chat, true)
             .map_err(|e| Error::Llama(format!("cannot apply the chat template: {e}")))
+    }
+
+    /// What [`LlamaTeacher::render_prompt`] does when the model has no chat template.
+    pub fn set_no_template(&mut self, how: NoTemplate) {
+        self.no_template = how;
+    }
+
+    /// Whether the GGUF carries a chat template.
+    pub fn has_template(&self) -> bool {
+        self.template.is_some()
     }
 
     /// Training context length of the model.

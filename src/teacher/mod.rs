@@ -6,7 +6,7 @@ pub mod session;
 mod step;
 pub mod topk;
 
-pub use llama::{LlamaTeacher, TeacherInfo};
+pub use llama::{LlamaTeacher, NoTemplate, TeacherInfo};
 pub use session::{Job, Sequence, Session, SessionParams, Stop};
 pub use topk::argmax;
 pub use topk::{Rng, Sampling};

@@ -5,6 +5,7 @@ mod chat;
 mod common;
 mod eval;
 mod export;
+mod families;
 mod pipeline;
 mod qwen2;
 mod record;
