@@ -4,6 +4,7 @@
 //! opens `distill chat` with the teacher and the new student.
 
 mod stages;
+mod student;
 mod training;
 
 use std::io::IsTerminal;
@@ -26,7 +27,8 @@ use crate::pipeline::lines::Lines;
 use crate::pipeline::state::FileId;
 use crate::pipeline::summary::{chat_student, summary_lines};
 use crate::pipeline::{Budget, Event, RunSettings, RunState};
-use crate::record::recorder::{check_sources, file_sha256};
+use crate::record::check_sources;
+use crate::record::recorder::file_sha256;
 use stages::Job;
 
 type Worker = JoinHandle<anyhow::Result<bool>>;
@@ -79,7 +81,7 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
             .collect::<crate::Result<Vec<_>>>()?;
         check_sources(&profile, args.mode, &sources)?;
     }
-    let (layers, student_init) = training::plan_student(args, &profile)?;
+    let (layers, student_init) = student::plan_student(args, &profile)?;
     let [record, train, eval] = <[f64; 3]>::try_from(args.split.as_slice()).map_err(|_| {
         anyhow!(
             "--split '{:?}' must be three percentages: record, train, eval (e.g. 35,55,5)",

@@ -54,7 +54,10 @@ pub(crate) fn profile_lines(p: &TeacherProfile) -> Vec<String> {
             yes_no(p.tied_embeddings)
         ),
         format!("student init  {init}"),
-        format!("default --layers {}", join(&layers)),
+        match p.init_blocker {
+            None => format!("default --layers {}", join(&layers)),
+            Some(_) => "default --layers none (distill run starts a random student)".into(),
+        },
         format!(
             "tokenizer.json {}",
             p.tokenizer_blocker.as_ref().map_or(
