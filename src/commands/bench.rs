@@ -26,7 +26,10 @@ the student anchored to the data. ";
 pub fn teacher(args: &BenchTeacherArgs) -> anyhow::Result<()> {
     let path = &args.teacher.teacher;
     let threads = super::threads(args.teacher.threads);
-    let teacher = LlamaTeacher::load(path, file_sha256(path)?).context("loading the teacher")?;
+    let mut teacher =
+        LlamaTeacher::load(path, file_sha256(path)?).context("loading the teacher")?;
+    // A base model has no chat template: its prompts are the plain text.
+    teacher.set_no_template(crate::teacher::NoTemplate::Plain);
     let k = args.top_k;
     let params = |parallel, ctx| SessionParams {
         ctx,

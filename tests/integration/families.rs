@@ -155,6 +155,24 @@ fn a_base_teacher_is_refused_up_front_where_it_needs_a_template() {
     );
     let err = distill_err(&["train", "--corpus", &o, "--out", &o]);
     assert!(err.contains("manifest.json"), "{err}");
+    // A raw-text corpus records; a student cannot start from Gemma's blocks.
+    let (t, c) = (write(&dir, "doc.txt", TEXT), dir.join("text"));
+    let (t, c) = (t.display().to_string(), c.display().to_string());
+    #[rustfmt::skip]
+    let record = ["record", "--teacher", &g, "--prompts", &t, "--out", &c, "--mode", "score", "--quiet"];
+    distill_ok(&record);
+    let student = dir.join("student").display().to_string();
+    let err = distill_err(&[
+        "train", "--corpus", &c, "--out", &student, "--init", "teacher",
+    ]);
+    assert!(
+        err.contains("'gemma3'") && err.contains("--init random"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("student").exists(),
+        "refused before anything is written"
+    );
     let err = distill_err(&["chat", "--teacher", &g]);
     assert!(
         err.contains("--template chatml") && err.contains("--template none"),
