@@ -11,6 +11,7 @@ use crate::student::{StudentConfig, init, pretrained};
 use crate::teacher::TeacherInfo;
 use crate::train::checkpoint::TrainState;
 use crate::train::data;
+use crate::train::metrics::ValidMetrics;
 use crate::train::{TrainEvent, TrainRun, TrainSettings, train};
 
 fn settings(a: &TrainArgs, steps: usize) -> TrainSettings {
@@ -37,6 +38,59 @@ fn settings(a: &TrainArgs, steps: usize) -> TrainSettings {
         save_every: a.save_every,
         seed: a.seed,
         freeze_embeddings: a.freeze_embeddings,
+    }
+}
+
+/// One training event on the progress bar (or stderr without a terminal).
+fn show(a: &TrainArgs, bar: &ProgressBar, e: TrainEvent, last_valid: &mut Option<ValidMetrics>) {
+    match e {
+        TrainEvent::Started {
+            step,
+            steps,
+            params,
+            windows,
+        } => {
+            super::say(
+                bar,
+                a.quiet,
+                format!(
+                    "student {:.1}M params | {windows} windows of {} tokens | steps {step}..{steps}",
+                    params as f64 / 1e6,
+                    a.seq_len
+                ),
+            );
+            bar.set_length(steps as u64);
+            bar.set_position(step as u64);
+            bar.reset_eta();
+        }
+        TrainEvent::Step(m) => {
+            bar.set_position(m.step as u64);
+            bar.set_message(format!(
+                "loss {:.3} ce {:.3} kd {:.3} top1 {:.1}% | {:.0} tok/s",
+                m.loss,
+                m.ce,
+                m.kd,
+                100.0 * m.top1,
+                m.tok_s
+            ));
+        }
+        TrainEvent::Valid(v) => {
+            super::say(
+                bar,
+                a.quiet,
+                format!(
+                    "step {:>5}  valid ce {:.3}  kl {:.3}  top1 {:.1}%",
+                    v.step,
+                    v.valid_ce,
+                    v.valid_kl,
+                    100.0 * v.valid_top1
+                ),
+            );
+            *last_valid = Some(v);
+        }
+        TrainEvent::Saved { step } => {
+            super::say(bar, a.quiet, format!("step {step:>5}  checkpoint saved"))
+        }
     }
 }
 
@@ -183,58 +237,21 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         resume: a.resume,
         stop: None,
     };
-    let state = train(run, &mut |e| match e {
-        TrainEvent::Started {
-            step,
-            steps,
-            params,
-            windows,
-        } => {
-            super::say(
-                &bar,
-                a.quiet,
-                format!(
-                    "student {:.1}M params | {windows} windows of {} tokens | steps {step}..{steps}",
-                    params as f64 / 1e6,
-                    a.seq_len
-                ),
-            );
-            bar.set_length(steps as u64);
-            bar.set_position(step as u64);
-            bar.reset_eta();
-        }
-        TrainEvent::Step(m) => {
-            bar.set_position(m.step as u64);
-            bar.set_message(format!(
-                "loss {:.3} ce {:.3} kd {:.3} top1 {:.1}% | {:.0} tok/s",
-                m.loss,
-                m.ce,
-                m.kd,
-                100.0 * m.top1,
-                m.tok_s
-            ));
-        }
-        TrainEvent::Valid(v) => {
-            super::say(
-                &bar,
-                a.quiet,
-                format!(
-                    "step {:>5}  valid ce {:.3}  kl {:.3}  top1 {:.1}%",
-                    v.step,
-                    v.valid_ce,
-                    v.valid_kl,
-                    100.0 * v.valid_top1
-                ),
-            );
-            last_valid = Some(v);
-        }
-        TrainEvent::Saved { step } => {
-            super::say(&bar, a.quiet, format!("step {step:>5}  checkpoint saved"))
-        }
-    });
+    let state = train(run, &mut |e| show(a, &bar, e, &mut last_valid));
     bar.finish_and_clear();
     splits.train = data::Stream::default();
     let state = state.with_context(|| format!("training into '{}'", a.out.display()))?;
+    print_summary(a, &cfg, &state, last_valid);
+    Ok(())
+}
+
+/// What was trained, its last validation, the files written.
+fn print_summary(
+    a: &TrainArgs,
+    cfg: &StudentConfig,
+    state: &TrainState,
+    last_valid: Option<ValidMetrics>,
+) {
     println!(
         "student    {} ({:.1}M params: body {:.1}M + embeddings {:.1}M, {} steps, {:.0} s)",
         a.out.display(),
@@ -255,7 +272,6 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
     println!(
         "files      config.json, model.safetensors, tokenizer.json, provenance.json, train_state.json, metrics.jsonl"
     );
-    Ok(())
 }
 
 fn progress(quiet: bool) -> anyhow::Result<ProgressBar> {

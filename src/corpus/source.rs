@@ -129,54 +129,24 @@ impl Source {
                 reason: "not valid UTF-8".into(),
             }
         })?;
-        if path.extension().is_some_and(|e| e == "txt") {
-            if text.trim().is_empty() {
-                return Err(Error::EmptyPrompts(path.to_path_buf()));
-            }
+        let (records, skipped) = if path.extension().is_some_and(|e| e == "txt") {
             let record = PromptRecord {
                 file: path.to_path_buf(),
                 line: 1,
                 messages: Vec::new(),
-                text: Some(text),
+                text: Some(text.clone()),
             };
-            return Ok(Self {
-                path: path.to_path_buf(),
-                sha256,
-                records: vec![record],
-                skipped: 0,
-            });
-        }
-        let mut records = Vec::new();
-        let mut skipped = 0;
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match parse_line(line) {
-                Ok(record) => {
-                    let (messages, text) = match record {
-                        Record::Chat(m) => (m, None),
-                        Record::Text(t) => (Vec::new(), Some(t)),
-                    };
-                    records.push(PromptRecord {
-                        file: path.to_path_buf(),
-                        line: i + 1,
-                        messages,
-                        text,
-                    });
-                }
-                Err(_) if skip_bad => skipped += 1,
-                Err(reason) => {
-                    return Err(Error::Prompt {
-                        file: path.to_path_buf(),
-                        line: i + 1,
-                        reason: format!(
-                            "{reason} (fix the line, or pass --skip-bad to skip such lines)"
-                        ),
-                    });
-                }
-            }
-        }
+            (
+                if text.trim().is_empty() {
+                    Vec::new()
+                } else {
+                    vec![record]
+                },
+                0,
+            )
+        } else {
+            parse_lines(path, &text, skip_bad)?
+        };
         if records.is_empty() {
             return Err(Error::EmptyPrompts(path.to_path_buf()));
         }
@@ -187,6 +157,42 @@ impl Source {
             skipped,
         })
     }
+}
+
+/// The records of a JSONL file and the bad lines skipped (with `skip_bad`).
+fn parse_lines(path: &Path, text: &str, skip_bad: bool) -> Result<(Vec<PromptRecord>, usize)> {
+    let mut records = Vec::new();
+    let mut skipped = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(line) {
+            Ok(record) => {
+                let (messages, text) = match record {
+                    Record::Chat(m) => (m, None),
+                    Record::Text(t) => (Vec::new(), Some(t)),
+                };
+                records.push(PromptRecord {
+                    file: path.to_path_buf(),
+                    line: i + 1,
+                    messages,
+                    text,
+                });
+            }
+            Err(_) if skip_bad => skipped += 1,
+            Err(reason) => {
+                return Err(Error::Prompt {
+                    file: path.to_path_buf(),
+                    line: i + 1,
+                    reason: format!(
+                        "{reason} (fix the line, or pass --skip-bad to skip such lines)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok((records, skipped))
 }
 
 /// What one JSONL line holds, or why it is not a record.

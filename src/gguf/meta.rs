@@ -82,19 +82,7 @@ impl GgufMeta {
                 (c, Some(full.to_string()))
             }
         };
-        let tensors = tensors_error.is_none().then(|| {
-            content
-                .tensor_infos
-                .iter()
-                .map(|(name, t)| {
-                    let meta = TensorMeta {
-                        dtype: t.ggml_dtype,
-                        shape: t.shape.dims().to_vec(),
-                    };
-                    (name.clone(), meta)
-                })
-                .collect()
-        });
+        let tensors = tensors_error.is_none().then(|| tensor_table(&content));
         Ok(Self {
             path: path.to_path_buf(),
             n_tensors,
@@ -190,6 +178,21 @@ impl GgufMeta {
         }
         hex(&h.finalize())
     }
+}
+
+/// Names, types and shapes of the tensors candle read.
+fn tensor_table(content: &Content) -> HashMap<String, TensorMeta> {
+    content
+        .tensor_infos
+        .iter()
+        .map(|(name, t)| {
+            let meta = TensorMeta {
+                dtype: t.ggml_dtype,
+                shape: t.shape.dims().to_vec(),
+            };
+            (name.clone(), meta)
+        })
+        .collect()
 }
 
 fn int(v: &Value) -> Option<u64> {

@@ -127,8 +127,7 @@ impl TeacherProfile {
         let n_vocab = meta
             .n_vocab()
             .ok_or_else(|| bad("it has no tokenizer ('tokenizer.ggml.tokens')".into()))?;
-        let token = |key: &str| meta.u64(key).and_then(|x| u32::try_from(x).ok());
-        let tokenizer_model = meta.str("tokenizer.ggml.model").unwrap_or("").to_string();
+        let tok = Tokenizer::of(meta);
         let mut p = Self {
             path: meta.path.clone(),
             architecture: arch.to_string(),
@@ -152,21 +151,12 @@ impl TeacherProfile {
             rms_eps: meta
                 .arch_f64("attention.layer_norm_rms_epsilon")
                 .unwrap_or(1e-5),
-            add_bos: meta
-                .bool("tokenizer.ggml.add_bos_token")
-                .unwrap_or(tokenizer_model == "llama"),
-            tokenizer_model,
-            pre: meta
-                .str("tokenizer.ggml.pre")
-                .filter(|p| !p.is_empty())
-                .unwrap_or("default")
-                .to_string(),
-            chat_template: meta
-                .str("tokenizer.chat_template")
-                .filter(|t| !t.trim().is_empty())
-                .map(str::to_string),
-            bos: token("tokenizer.ggml.bos_token_id"),
-            eos: token("tokenizer.ggml.eos_token_id"),
+            add_bos: tok.add_bos,
+            tokenizer_model: tok.model,
+            pre: tok.pre,
+            chat_template: tok.template,
+            bos: tok.bos,
+            eos: tok.eos,
             attention_bias: meta.has_tensor("blk.0.attn_q.bias"),
             tied_embeddings: !meta.has_tensor("output.weight"),
             fingerprint: meta.tokenizer_fingerprint(),
@@ -248,6 +238,41 @@ impl TeacherProfile {
                 self.blocks,
                 join(&self.default_layers(self.default_student_blocks()))
             ))),
+        }
+    }
+}
+
+/// The tokenizer facts of the profile.
+struct Tokenizer {
+    model: String,
+    pre: String,
+    template: Option<String>,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    add_bos: bool,
+}
+
+impl Tokenizer {
+    fn of(meta: &GgufMeta) -> Self {
+        let token = |key: &str| meta.u64(key).and_then(|x| u32::try_from(x).ok());
+        let model = meta.str("tokenizer.ggml.model").unwrap_or("").to_string();
+        Self {
+            // llama.cpp's default: SentencePiece vocabularies add BOS.
+            add_bos: meta
+                .bool("tokenizer.ggml.add_bos_token")
+                .unwrap_or(model == "llama"),
+            model,
+            pre: meta
+                .str("tokenizer.ggml.pre")
+                .filter(|p| !p.is_empty())
+                .unwrap_or("default")
+                .to_string(),
+            template: meta
+                .str("tokenizer.chat_template")
+                .filter(|t| !t.trim().is_empty())
+                .map(str::to_string),
+            bos: token("tokenizer.ggml.bos_token_id"),
+            eos: token("tokenizer.ggml.eos_token_id"),
         }
     }
 }

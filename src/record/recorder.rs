@@ -186,14 +186,13 @@ fn run_recording(
         planned,
         done: start.min(planned),
     });
-    let params = SessionParams {
+    let mut decoder = teacher.decoder(SessionParams {
         ctx: s.ctx,
         parallel: s.parallel,
         n_batch: N_BATCH,
         threads: s.threads,
         k: s.k,
-    };
-    let mut decoder = teacher.decoder(params)?;
+    })?;
     let clock = Instant::now();
     let mut first = start;
     while first < planned {
@@ -211,11 +210,11 @@ fn run_recording(
         manifest.write(&cfg.out)?;
         on(Progress::Shard { done: last + 1 });
         first = last + 1;
-        let out_of_time = cfg
+        if cfg
             .minutes
-            .is_some_and(|m| clock.elapsed().as_secs_f64() >= m * 60.0);
-        if out_of_time {
-            break;
+            .is_some_and(|m| clock.elapsed().as_secs_f64() >= m * 60.0)
+        {
+            break; // out of time: the corpus stays resumable
         }
     }
     if start >= planned {
@@ -223,8 +222,7 @@ fn run_recording(
         manifest.write(&cfg.out)?;
     }
     summary.seconds = clock.elapsed().as_secs_f64();
-    summary.records = manifest.next_record();
-    summary.targets = manifest.totals.targets;
+    (summary.records, summary.targets) = (manifest.next_record(), manifest.totals.targets);
     summary.bytes = manifest.totals.bytes;
     Ok(summary)
 }

@@ -62,45 +62,56 @@ pub fn from_teacher(path: &Path, layers: &[usize]) -> Result<(StudentConfig, Wei
         w.insert("lm_head.weight".into(), load("output.weight")?);
     }
     let permuted = profile.family().permuted_qk();
-    let hd = cfg.head_dim();
     for (i, &l) in layers.iter().enumerate() {
-        let (src, dst) = (format!("blk.{l}"), format!("model.layers.{i}"));
-        for (gg, hf, heads) in [
-            ("attn_q", "q_proj", cfg.num_attention_heads),
-            ("attn_k", "k_proj", cfg.num_key_value_heads),
-            ("attn_v", "v_proj", 0),
-        ] {
-            let kinds: &[&str] = if cfg.attention_bias {
-                &["weight", "bias"]
-            } else {
-                &["weight"]
-            };
-            for kind in kinds {
-                let t = load(&format!("{src}.{gg}.{kind}"))?;
-                let t = if permuted && heads > 0 {
-                    unpermute_any(&t, heads, hd)?
-                } else {
-                    t
-                };
-                w.insert(format!("{dst}.self_attn.{hf}.{kind}"), t);
-            }
-        }
-        for (gg, hf) in [
-            ("attn_output", "self_attn.o_proj"),
-            ("ffn_gate", "mlp.gate_proj"),
-            ("ffn_up", "mlp.up_proj"),
-            ("ffn_down", "mlp.down_proj"),
-            ("attn_norm", "input_layernorm"),
-            ("ffn_norm", "post_attention_layernorm"),
-        ] {
-            w.insert(
-                format!("{dst}.{hf}.weight"),
-                load(&format!("{src}.{gg}.weight"))?,
-            );
-        }
+        load_block(&mut load, &cfg, (l, i), permuted, &mut w)?;
     }
     super::io::check_weights(&cfg, &w)?;
     Ok((cfg, w))
+}
+
+/// Teacher block `src` as student block `dst`: attention (Q/K unpermuted where the GGUF
+/// permuted them, biases where the config has them), MLP and norms.
+fn load_block(
+    load: &mut dyn FnMut(&str) -> Result<Tensor>,
+    cfg: &StudentConfig,
+    (src, dst): (usize, usize),
+    permuted: bool,
+    w: &mut Weights,
+) -> Result<()> {
+    let (src, dst) = (format!("blk.{src}"), format!("model.layers.{dst}"));
+    let hd = cfg.head_dim();
+    let kinds: &[&str] = if cfg.attention_bias {
+        &["weight", "bias"]
+    } else {
+        &["weight"]
+    };
+    for (gg, hf, heads) in [
+        ("attn_q", "q_proj", cfg.num_attention_heads),
+        ("attn_k", "k_proj", cfg.num_key_value_heads),
+        ("attn_v", "v_proj", 0),
+    ] {
+        for kind in kinds {
+            let t = load(&format!("{src}.{gg}.{kind}"))?;
+            let t = if permuted && heads > 0 {
+                unpermute_any(&t, heads, hd)?
+            } else {
+                t
+            };
+            w.insert(format!("{dst}.self_attn.{hf}.{kind}"), t);
+        }
+    }
+    for (gg, hf) in [
+        ("attn_output", "self_attn.o_proj"),
+        ("ffn_gate", "mlp.gate_proj"),
+        ("ffn_up", "mlp.up_proj"),
+        ("ffn_down", "mlp.down_proj"),
+        ("attn_norm", "input_layernorm"),
+        ("ffn_norm", "post_attention_layernorm"),
+    ] {
+        let t = load(&format!("{src}.{gg}.weight"))?;
+        w.insert(format!("{dst}.{hf}.weight"), t);
+    }
+    Ok(())
 }
 
 /// [`unpermute`] of a matrix, or of a bias vector (its rows are permuted alike).

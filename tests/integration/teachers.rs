@@ -63,23 +63,7 @@ pub fn bias_value(block: usize, salt: usize, i: usize) -> f32 {
 fn write_qwen2(src: &Path, blocks: &[usize], out: &Path) {
     let mut file = std::fs::File::open(src).expect("open teacher");
     let content = gguf_file::Content::read(&mut file).expect("read teacher");
-    let mut kv: Vec<(String, Value)> = content
-        .metadata
-        .iter()
-        .filter(|(k, _)| k.as_str() != "general.alignment")
-        .map(|(k, v)| match k.strip_prefix("llama.") {
-            Some(rest) => (format!("qwen2.{rest}"), v.clone()),
-            None => (k.clone(), v.clone()),
-        })
-        .collect();
-    for (k, v) in &mut kv {
-        match k.as_str() {
-            "general.architecture" => *v = Value::String("qwen2".into()),
-            "qwen2.block_count" => *v = Value::U32(blocks.len() as u32),
-            _ => {}
-        }
-    }
-    kv.sort_by(|a, b| a.0.cmp(&b.0));
+    let kv = qwen2_metadata(&content, blocks.len());
     let heads = content.metadata["llama.attention.head_count"]
         .to_u32()
         .expect("heads") as usize;
@@ -128,4 +112,26 @@ fn write_qwen2(src: &Path, blocks: &[usize], out: &Path) {
     }
     tensors.push(("output_norm.weight".into(), load("output_norm.weight")));
     distill::student::export::write_gguf(out, &kv, &tensors).expect("write qwen2 GGUF");
+}
+
+/// The llama teacher's metadata under `qwen2.*` keys, with `n_blocks` blocks.
+fn qwen2_metadata(content: &gguf_file::Content, n_blocks: usize) -> Vec<(String, Value)> {
+    let mut kv: Vec<(String, Value)> = content
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "general.alignment")
+        .map(|(k, v)| match k.strip_prefix("llama.") {
+            Some(rest) => (format!("qwen2.{rest}"), v.clone()),
+            None => (k.clone(), v.clone()),
+        })
+        .collect();
+    for (k, v) in &mut kv {
+        match k.as_str() {
+            "general.architecture" => *v = Value::String("qwen2".into()),
+            "qwen2.block_count" => *v = Value::U32(n_blocks as u32),
+            _ => {}
+        }
+    }
+    kv.sort_by(|a, b| a.0.cmp(&b.0));
+    kv
 }
