@@ -214,6 +214,10 @@ fn chat_args(args: &RunArgs) -> anyhow::Result<ChatArgs> {
     if let Some(t) = args.threads {
         argv.extend(["--threads".into(), t.to_string()]);
     }
+    // A base teacher has no chat template: its chat continues plain text.
+    if TeacherProfile::read(&args.teacher).is_ok_and(|p| p.chat_template.is_none()) {
+        argv.extend(["--template".into(), "none".into()]);
+    }
     match Cli::try_parse_from(argv)?.command {
         Command::Chat(chat) => Ok(*chat),
         _ => bail!("internal: 'distill chat' arguments did not parse as the chat command"),

@@ -228,3 +228,30 @@ fn qwen2_teacher_runs_to_a_report_with_a_biased_student() {
     let cfg = json(&out.join("student/config.json"));
     assert_eq!(cfg["attention_bias"], true);
 }
+
+#[test]
+fn chat_with_a_base_teacher_continues_plain_text_with_template_none() {
+    let dir = temp_dir("family-gemma-chat");
+    #[rustfmt::skip]
+    let args: Vec<String> = [
+        "--teacher", &gemma().display().to_string(), "--template", "none",
+        "--transcripts", &dir.join("t").display().to_string(),
+        "--max-tokens", "12", "--temperature", "0", "--threads", "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let tmux = Tmux::start("gemma", &chat_command(&dir, &args), 120, 30);
+    tmux.wait_for("the teacher to load", |s| s.contains("Ready."));
+    tmux.type_text("The capital of France is");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the continuation", |s| s.contains("done"));
+    assert!(screen.contains("gemma-3-270m-q4_k_m.gguf"), "{screen}");
+    let answer = screen
+        .lines()
+        .skip_while(|l| !l.contains("Teacher (llama.cpp)"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no answer:\n{screen}"));
+    assert!(answer.chars().any(char::is_alphabetic), "{screen}");
+    quit_and_check_restored(&tmux, &dir);
+}
