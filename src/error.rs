@@ -36,7 +36,9 @@ pub enum Error {
         reason: String,
     },
     /// A prompt file holds no usable record.
-    #[error("prompt file '{0}' holds no records: give a JSONL file with one chat record a line")]
+    #[error(
+        "prompt file '{0}' holds no records: give a JSONL file with one record a line, or a .txt file of text"
+    )]
     EmptyPrompts(PathBuf),
     /// A corpus directory is unreadable, damaged or does not match the request.
     #[error("corpus '{path}': {reason}")]

@@ -1,7 +1,7 @@
 //! A student directory (from `distill train`) run in candle: candle-transformers' Llama
 //! with its KV cache, as `eval::speed::candle` runs it. The directory holds weights and an
 //! HF `config.json` but no chat template, so its vocabulary and template come from the
-//! teacher GGUF it was trained against (named in `train_state.json`), loaded vocab-only.
+//! teacher GGUF it was trained against (named in `provenance.json`), loaded vocab-only.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,8 @@ use candle_transformers::models::llama as hf;
 use super::ModelInfo;
 use super::engine::{Decoder, common_prefix};
 use crate::gguf::GgufMeta;
-use crate::student::{StudentConfig, io};
-use crate::train::checkpoint::TrainState;
+use crate::student::StudentConfig;
+use crate::student::io::{self, Provenance};
 use crate::{Error, Result};
 
 /// Prompt tokens fed per forward pass (bounds the attention matrix).
@@ -41,17 +41,15 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool> {
 }
 
 /// The GGUF whose vocabulary and chat template the student in `dir` uses: the teacher named
-/// in `train_state.json` if it is still there, else `fallback` (usually `--teacher`) when
+/// in its provenance if it is still there, else `fallback` (usually `--teacher`) when
 /// its tokenizer matches.
 ///
 /// # Errors
 /// [`Error::Invalid`] naming what to pass when no matching GGUF is found.
 pub fn vocab_gguf(dir: &Path, fallback: Option<&Path>) -> Result<PathBuf> {
-    let state = TrainState::read(dir)?;
-    let named = state.as_ref().map(|s| s.teacher.path.clone());
-    let want = state
-        .as_ref()
-        .map(|s| s.teacher.tokenizer_fingerprint.clone());
+    let state = Provenance::read(dir)?;
+    let named = state.as_ref().map(|s| s.path.clone());
+    let want = state.as_ref().map(|s| s.tokenizer_fingerprint.clone());
     for candidate in named.iter().map(PathBuf::as_path).chain(fallback) {
         if !candidate.is_file() {
             continue;
@@ -70,7 +68,7 @@ pub fn vocab_gguf(dir: &Path, fallback: Option<&Path>) -> Result<PathBuf> {
         "student '{}' takes its vocabulary and chat template from its teacher GGUF, and none \
          was found ('{}' is missing or has another tokenizer): pass --teacher PATH",
         dir.display(),
-        named.map_or("train_state.json".into(), |p| p.display().to_string()),
+        named.map_or("provenance.json".into(), |p| p.display().to_string()),
     )))
 }
 
@@ -97,6 +95,14 @@ impl CandleDecoder {
         let student_cfg = StudentConfig::read(dir)
             .map_err(|e| Error::Invalid(format!("'{}': {e}", path.display())))?;
         io::check_weights(&student_cfg, &weights)?;
+        if student_cfg.attention_bias {
+            // candle-transformers' Llama has no q/k/v biases: it would drop them silently.
+            return Err(Error::Invalid(format!(
+                "student '{}' has Qwen2's q/k/v biases, which the candle chat model lacks: chat with its GGUF export instead (distill export --student {} --out student.gguf, then --student student.gguf)",
+                dir.display(),
+                dir.display()
+            )));
+        }
         let params = student_cfg.n_params() as u64;
         let model = hf::Llama::load(
             VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu),

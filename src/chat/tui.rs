@@ -38,6 +38,8 @@ pub struct ChatSetup {
     pub models: Vec<(Side, ModelSource)>,
     /// Context length per model.
     pub ctx: usize,
+    /// How a model without a chat template renders the conversation.
+    pub no_template: crate::teacher::NoTemplate,
     /// Where transcripts go.
     pub transcripts: PathBuf,
 }
@@ -110,7 +112,12 @@ async fn chat(terminal: &mut DefaultTerminal, setup: ChatSetup) -> std::io::Resu
         ..setup.app
     });
     let (tx, mut rx) = unbounded_channel();
-    let mut workers = Workers::spawn(setup.models, setup.ctx, app.threads_for_next(), &tx);
+    let mut workers = Workers::spawn(
+        setup.models,
+        (setup.ctx, setup.no_template),
+        app.threads_for_next(),
+        &tx,
+    );
     drop(tx);
     let result = event_loop(
         terminal,

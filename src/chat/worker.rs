@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use super::engine::{Decoder, Event, LlamaDecoder, Request, generate};
 use super::student::{CandleDecoder, vocab_gguf};
 use super::{ModelInfo, Msg, ReqId, Side};
-use crate::teacher::LlamaTeacher;
+use crate::teacher::{LlamaTeacher, NoTemplate};
 
 /// Prefix of worker thread names; the TUI's panic hook leaves the terminal alone for them.
 pub const THREAD_PREFIX: &str = "chat-";
@@ -31,7 +31,7 @@ pub enum ModelSource {
     StudentDir {
         /// The directory `distill train` wrote.
         dir: PathBuf,
-        /// Teacher GGUF to use when the one in `train_state.json` is gone.
+        /// Teacher GGUF to use when the one in the student's provenance is gone.
         vocab_fallback: Option<PathBuf>,
     },
 }
@@ -80,7 +80,12 @@ pub struct Workers {
 impl Workers {
     /// Start one thread per model; each loads its model with a context of `ctx` tokens and
     /// warms it up with `threads` threads.
-    pub fn spawn(models: Vec<(Side, ModelSource)>, ctx: usize, threads: usize, tx: &Tx) -> Self {
+    pub fn spawn(
+        models: Vec<(Side, ModelSource)>,
+        (ctx, no_template): (usize, NoTemplate),
+        threads: usize,
+        tx: &Tx,
+    ) -> Self {
         let mut senders = [None, None];
         let mut handles = Vec::new();
         for (side, source) in models {
@@ -88,7 +93,7 @@ impl Workers {
             let worker_tx = tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("{THREAD_PREFIX}{}", side.key()))
-                .spawn(move || run(side, source, (ctx, threads), job_rx, worker_tx));
+                .spawn(move || run(side, source, (ctx, threads, no_template), job_rx, worker_tx));
             match spawned {
                 Ok(h) => {
                     senders[side.index()] = Some(job_tx);
@@ -159,11 +164,11 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// The thread body: load, serve; after a failure, answer every job with it. `size` is
-/// (context length, threads).
+/// (context length, threads, what to do without a chat template).
 fn run(
     side: Side,
     source: ModelSource,
-    size: (usize, usize),
+    size: (usize, usize, NoTemplate),
     mut rx: UnboundedReceiver<Job>,
     tx: Tx,
 ) {
@@ -203,14 +208,15 @@ fn run(
 fn load_and_serve(
     side: Side,
     source: &ModelSource,
-    (ctx, threads): (usize, usize),
+    (ctx, threads, no_template): (usize, usize, NoTemplate),
     rx: &mut UnboundedReceiver<Job>,
     tx: &Tx,
 ) -> Result<(), String> {
     let ready = |vocab: &LlamaTeacher, dec: &mut dyn Decoder| warm_up(vocab, dec, threads);
     match source {
         ModelSource::Gguf(path) => {
-            let model = LlamaTeacher::load(path, String::new()).map_err(|e| e.to_string())?;
+            let mut model = LlamaTeacher::load(path, String::new()).map_err(|e| e.to_string())?;
+            model.set_no_template(no_template);
             let mut dec = LlamaDecoder::new(&model, ctx);
             let info = ModelInfo {
                 name: model.info.file.clone(),
@@ -226,7 +232,8 @@ fn load_and_serve(
             vocab_fallback,
         } => {
             let gguf = vocab_gguf(dir, vocab_fallback.as_deref()).map_err(|e| e.to_string())?;
-            let vocab = LlamaTeacher::load_vocab(&gguf).map_err(|e| e.to_string())?;
+            let mut vocab = LlamaTeacher::load_vocab(&gguf).map_err(|e| e.to_string())?;
+            vocab.set_no_template(no_template);
             let (mut dec, info) =
                 CandleDecoder::load(dir, vocab.info.n_vocab, ctx).map_err(|e| e.to_string())?;
             ready(&vocab, &mut dec)?;

@@ -26,7 +26,10 @@ the student anchored to the data. ";
 pub fn teacher(args: &BenchTeacherArgs) -> anyhow::Result<()> {
     let path = &args.teacher.teacher;
     let threads = super::threads(args.teacher.threads);
-    let teacher = LlamaTeacher::load(path, file_sha256(path)?).context("loading the teacher")?;
+    let mut teacher =
+        LlamaTeacher::load(path, file_sha256(path)?).context("loading the teacher")?;
+    // A base model has no chat template: its prompts are the plain text.
+    teacher.set_no_template(crate::teacher::NoTemplate::Plain);
     let k = args.top_k;
     let params = |parallel, ctx| SessionParams {
         ctx,
@@ -147,8 +150,13 @@ pub fn train(args: &crate::cli::BenchTrainArgs) -> anyhow::Result<()> {
     use crate::train::optim::{AdamW, AdamWParams};
     use candle_core::{DType, Device, Tensor};
 
+    let vocab = match args.vocab {
+        Some(v) if v >= 2 => v,
+        Some(v) => anyhow::bail!("--vocab '{v}' must be at least 2"),
+        None => crate::gguf::TeacherProfile::read(&args.teacher)?.n_vocab,
+    };
     let peak = matmul_gflops()?;
-    let cfg = StudentConfig::preset(args.preset, args.vocab);
+    let cfg = StudentConfig::preset(args.preset, vocab);
     let vm = io::var_map(&io::random_weights(&cfg, 1)?)?;
     let student = Student::new(
         &cfg,
@@ -162,18 +170,18 @@ pub fn train(args: &crate::cli::BenchTrainArgs) -> anyhow::Result<()> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let mut opt = AdamW::new(vars, AdamWParams::default())?;
-    let (b, t, k) = (args.batch, args.seq_len, args.top_k.min(args.vocab));
+    let (b, t, k) = (args.batch, args.seq_len, args.top_k.min(vocab));
     let mut rng = Rng::for_record(3, 0);
     let n = b * t;
     let ids: Vec<u32> = (0..n)
-        .map(|_| (rng.next_u64() % args.vocab as u64) as u32)
+        .map(|_| (rng.next_u64() % vocab as u64) as u32)
         .collect();
     let targets = Targets {
         labels: (0..n)
-            .map(|_| (rng.next_u64() % args.vocab as u64) as u32)
+            .map(|_| (rng.next_u64() % vocab as u64) as u32)
             .collect(),
         topk_ids: (0..n * k)
-            .map(|i| ((i % k) * 7 + i / k) as u32 % args.vocab as u32)
+            .map(|i| ((i % k) * 7 + i / k) as u32 % vocab as u32)
             .collect(),
         topk_logprobs: (0..n * k).map(|i| -1.0 - (i % k) as f32 * 0.1).collect(),
         k,
@@ -210,7 +218,7 @@ pub fn train(args: &crate::cli::BenchTrainArgs) -> anyhow::Result<()> {
         println!(
             "student {:.1}M params | batch {b} x {t} | vocab {} | top-k {k}",
             cfg.n_params() as f64 / 1e6,
-            args.vocab
+            vocab
         );
         println!("step      {secs:8.2} s   ({tok_s:.0} tok/s)");
         println!(

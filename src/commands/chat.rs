@@ -4,10 +4,13 @@ use anyhow::{Context, bail};
 
 use crate::chat::app::AppConfig;
 use crate::chat::settings::Settings;
+use crate::chat::student::vocab_gguf;
 use crate::chat::tui::{self, ChatSetup};
 use crate::chat::worker::ModelSource;
 use crate::chat::{Mode, Side};
-use crate::cli::{ChatArgs, ChatMode};
+use crate::cli::{ChatArgs, ChatMode, TemplateChoice};
+use crate::gguf::TeacherProfile;
+use crate::teacher::NoTemplate;
 
 /// Run `distill chat` (also called by `distill run` at the end of its pipeline, outside
 /// any tokio runtime: the chat starts its own).
@@ -52,6 +55,7 @@ pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
             }
         );
     }
+    let no_template = check_templates(args, &models)?;
     let name = |side: Side| {
         models
             .iter()
@@ -79,7 +83,40 @@ pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
         app,
         models,
         ctx: args.ctx,
+        no_template,
         transcripts: args.transcripts.clone(),
     })
     .context("distill chat")
+}
+
+/// Refuse, before any terminal work, a model whose GGUF has no chat template (a base
+/// model) unless `--template` says how to render the conversation.
+fn check_templates(args: &ChatArgs, models: &[(Side, ModelSource)]) -> anyhow::Result<NoTemplate> {
+    let how = match args.template {
+        Some(TemplateChoice::Chatml) => return Ok(NoTemplate::ChatMl),
+        Some(TemplateChoice::None) => return Ok(NoTemplate::Plain),
+        None => NoTemplate::Refuse,
+    };
+    for (_, source) in models {
+        let gguf = match source {
+            ModelSource::Gguf(p) => p.clone(),
+            ModelSource::StudentDir {
+                dir,
+                vocab_fallback,
+            } => match vocab_gguf(dir, vocab_fallback.as_deref()) {
+                Ok(p) => p,
+                Err(_) => continue, // the student's pane reports it
+            },
+        };
+        let Ok(profile) = TeacherProfile::read(&gguf) else {
+            continue; // so does a model that does not load
+        };
+        if profile.chat_template.is_none() {
+            bail!(
+                "'{}' is a base model: it has no chat template to format a conversation with. Pass --template chatml to chat in ChatML turns (the model was not trained on them), or --template none to have it continue plain text",
+                gguf.display()
+            );
+        }
+    }
+    Ok(how)
 }

@@ -8,9 +8,10 @@ mod export;
 mod inspect;
 mod pipeline;
 mod record;
+mod teacher;
 mod train;
 
-use crate::cli::{BenchCommand, Cli, Command};
+use crate::cli::{BenchCommand, Cli, Command, TeacherCommand};
 
 /// Run the parsed command line.
 ///
@@ -28,6 +29,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Run(args) => pipeline::run(&args),
+        Command::Teacher(TeacherCommand::Info(args)) => teacher::info(&args),
+        Command::Teacher(TeacherCommand::Cut(args)) => teacher::cut(&args),
     }
 }
 

@@ -4,6 +4,7 @@
 //! opens `distill chat` with the teacher and the new student.
 
 mod stages;
+mod student;
 mod training;
 
 use std::io::IsTerminal;
@@ -18,13 +19,15 @@ use clap::Parser;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::cli::{ChatArgs, Cli, Command, RunArgs};
-use crate::gguf::GgufMeta;
+use crate::corpus::Source;
+use crate::gguf::TeacherProfile;
 use crate::pipeline::dashboard::term::{self, Exit};
 use crate::pipeline::dashboard::{App, Cmd};
 use crate::pipeline::lines::Lines;
 use crate::pipeline::state::FileId;
 use crate::pipeline::summary::{chat_student, summary_lines};
 use crate::pipeline::{Budget, Event, RunSettings, RunState};
+use crate::record::check_sources;
 use crate::record::recorder::file_sha256;
 use stages::Job;
 
@@ -69,15 +72,16 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
             args.teacher.display()
         );
     }
-    let meta = GgufMeta::read(&args.teacher)?;
-    let blocks = meta.u64("llama.block_count").unwrap_or(0) as usize;
-    if args.layers.is_empty() || args.layers.iter().any(|&l| l >= blocks) {
-        bail!(
-            "--layers '{:?}' must name teacher blocks between 0 and {} (the teacher has {blocks})",
-            args.layers,
-            blocks.saturating_sub(1)
-        );
+    let profile = TeacherProfile::read(&args.teacher)?;
+    // Everything the teacher or the prompt files cannot do is refused before any stage.
+    for files in [&args.valid_prompts, &args.prompts] {
+        let sources = files
+            .iter()
+            .map(|p| Source::read(p, false))
+            .collect::<crate::Result<Vec<_>>>()?;
+        check_sources(&profile, args.mode, &sources)?;
     }
+    let (layers, student_init) = student::plan_student(args, &profile)?;
     let [record, train, eval] = <[f64; 3]>::try_from(args.split.as_slice()).map_err(|_| {
         anyhow!(
             "--split '{:?}' must be three percentages: record, train, eval (e.g. 35,55,5)",
@@ -87,10 +91,10 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
     if args.batch == 0 || args.seq_len < 2 || args.valid_prompts_limit == 0 {
         bail!("--batch and --valid-prompts-limit must be at least 1, --seq-len at least 2");
     }
-    Ok(RunState::open(
-        &args.out,
-        settings(args, [record, train, eval])?,
-    )?)
+    let mut settings = settings(args, [record, train, eval])?;
+    settings.layers = layers;
+    settings.student_init = student_init;
+    Ok(RunState::open(&args.out, settings)?)
 }
 
 /// The settings of `args`, with the teacher and prompt files hashed.
@@ -116,7 +120,9 @@ fn settings(args: &RunArgs, split: [f64; 3]) -> anyhow::Result<RunSettings> {
         train_prompts_limit: args.train_prompts_limit,
         valid_prompts_limit: args.valid_prompts_limit,
         max_new_tokens: args.max_new_tokens,
-        layers: args.layers.clone(),
+        layers: Vec::new(),
+        student_init: String::new(),
+        mode: args.mode,
         lr: args.lr,
         alpha: args.alpha,
         freeze_embeddings: !args.train_embeddings,
@@ -207,6 +213,10 @@ fn chat_args(args: &RunArgs) -> anyhow::Result<ChatArgs> {
     ];
     if let Some(t) = args.threads {
         argv.extend(["--threads".into(), t.to_string()]);
+    }
+    // A base teacher has no chat template: its chat continues plain text.
+    if TeacherProfile::read(&args.teacher).is_ok_and(|p| p.chat_template.is_none()) {
+        argv.extend(["--template".into(), "none".into()]);
     }
     match Cli::try_parse_from(argv)?.command {
         Command::Chat(chat) => Ok(*chat),

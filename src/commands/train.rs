@@ -4,11 +4,14 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{InitKind, TrainArgs};
-use crate::gguf::GgufMeta;
-use crate::student::io::{self, Weights};
-use crate::student::{StudentConfig, init, tokenizer};
+use crate::gguf::{GgufMeta, TeacherProfile};
+use crate::record::Manifest;
+use crate::student::io::{self, Provenance, Weights};
+use crate::student::{StudentConfig, init, pretrained};
+use crate::teacher::TeacherInfo;
 use crate::train::checkpoint::TrainState;
 use crate::train::data;
+use crate::train::metrics::ValidMetrics;
 use crate::train::{TrainEvent, TrainRun, TrainSettings, train};
 
 fn settings(a: &TrainArgs, steps: usize) -> TrainSettings {
@@ -38,128 +41,9 @@ fn settings(a: &TrainArgs, steps: usize) -> TrainSettings {
     }
 }
 
-/// Student config and initial weights, from the preset/sizes, the teacher, or the saved run.
-fn student(
-    a: &TrainArgs,
-    meta: &GgufMeta,
-    teacher: &std::path::Path,
-    n_vocab: usize,
-) -> anyhow::Result<(StudentConfig, Weights)> {
-    if a.resume {
-        let cfg = StudentConfig::read(&a.out)?;
-        let w = io::random_weights(&cfg, a.seed)?; // replaced by the checkpoint
-        return Ok((cfg, w));
-    }
-    let (cfg, w) = match a.init {
-        InitKind::Teacher => {
-            init::from_teacher(teacher, &a.layers).context("initialising from the teacher")?
-        }
-        InitKind::Random => {
-            let mut cfg = StudentConfig::preset(a.preset, n_vocab);
-            cfg.hidden_size = a.hidden.unwrap_or(cfg.hidden_size);
-            cfg.num_hidden_layers = a.layers_n.unwrap_or(cfg.num_hidden_layers);
-            cfg.num_attention_heads = a.heads.unwrap_or(cfg.num_attention_heads);
-            cfg.num_key_value_heads = a.kv_heads.unwrap_or(cfg.num_key_value_heads);
-            cfg.intermediate_size = a.intermediate.unwrap_or(cfg.intermediate_size);
-            cfg.max_position_embeddings = cfg.max_position_embeddings.max(a.seq_len);
-            cfg.bos_token_id = meta.u64("tokenizer.ggml.bos_token_id").map(|x| x as u32);
-            cfg.eos_token_id = meta.u64("tokenizer.ggml.eos_token_id").map(|x| x as u32);
-            cfg.validate()?;
-            let w = io::random_weights(&cfg, a.seed)?;
-            (cfg, w)
-        }
-    };
-    if cfg.vocab_size != n_vocab {
-        bail!(
-            "the student's vocabulary ({}) differs from the corpus teacher's ({n_vocab})",
-            cfg.vocab_size
-        );
-    }
-    if a.seq_len > cfg.max_position_embeddings {
-        bail!(
-            "--seq-len {} exceeds the student's max_position_embeddings {}",
-            a.seq_len,
-            cfg.max_position_embeddings
-        );
-    }
-    Ok((cfg, w))
-}
-
-pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
-    let mut splits = data::load(
-        &a.corpus,
-        if a.valid_corpus.is_some() {
-            0.0
-        } else {
-            a.valid_fraction
-        },
-        a.seed,
-    )
-    .with_context(|| format!("reading corpus '{}'", a.corpus.display()))?;
-    let teacher_info = splits.manifest.teacher.clone();
-    let valid = match &a.valid_corpus {
-        Some(dir) => {
-            let v = data::load(dir, 0.0, a.seed)
-                .with_context(|| format!("reading validation corpus '{}'", dir.display()))?;
-            if v.manifest.teacher.tokenizer_fingerprint != teacher_info.tokenizer_fingerprint {
-                bail!(
-                    "validation corpus '{}' comes from teacher '{}', the training corpus from '{}': their tokenizers differ",
-                    dir.display(),
-                    v.manifest.teacher.file,
-                    teacher_info.file
-                );
-            }
-            Some(v.train)
-        }
-        None => None,
-    };
-    let teacher = a
-        .teacher
-        .clone()
-        .unwrap_or_else(|| teacher_info.path.clone());
-    let meta = GgufMeta::read(&teacher).with_context(
-        || "the student's tokenizer.json is built from the teacher GGUF: pass --teacher",
-    )?;
-    if meta.tokenizer_fingerprint() != teacher_info.tokenizer_fingerprint {
-        bail!(
-            "teacher '{}' has another tokenizer than '{}', which recorded corpus '{}'",
-            teacher.display(),
-            teacher_info.file,
-            a.corpus.display()
-        );
-    }
-    if !a.resume && TrainState::read(&a.out)?.is_some() {
-        bail!(
-            "'{}' already holds a training run: pass --resume to continue it, or choose a new --out",
-            a.out.display()
-        );
-    }
-    let (cfg, init) = student(a, &meta, &teacher, teacher_info.n_vocab)?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating '{}'", a.out.display()))?;
-    io::save_config(&a.out, &cfg)?;
-    tokenizer::write_tokenizer_json(&meta, &a.out.join("tokenizer.json"))?;
-    let windows = splits.train.windows(a.seq_len);
-    let per_step = (a.batch * a.grad_accum).max(1);
-    let steps = match (a.steps, a.epochs) {
-        (Some(s), _) => s,
-        (None, Some(e)) => ((windows as f64 * e) / per_step as f64).ceil().max(1.0) as usize,
-        (None, None) => windows.div_ceil(per_step).max(1),
-    };
-    let s = settings(a, steps);
-    let bar = progress(a.quiet)?;
-    let mut last_valid = None;
-    let run = TrainRun {
-        out: &a.out,
-        data: &splits,
-        valid: valid.as_ref(),
-        config: &cfg,
-        init,
-        settings: &s,
-        minutes: a.minutes,
-        resume: a.resume,
-        stop: None,
-    };
-    let state = train(run, &mut |e| match e {
+/// One training event on the progress bar (or stderr without a terminal).
+fn show(a: &TrainArgs, bar: &ProgressBar, e: TrainEvent, last_valid: &mut Option<ValidMetrics>) {
+    match e {
         TrainEvent::Started {
             step,
             steps,
@@ -167,7 +51,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
             windows,
         } => {
             super::say(
-                &bar,
+                bar,
                 a.quiet,
                 format!(
                     "student {:.1}M params | {windows} windows of {} tokens | steps {step}..{steps}",
@@ -192,7 +76,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         }
         TrainEvent::Valid(v) => {
             super::say(
-                &bar,
+                bar,
                 a.quiet,
                 format!(
                     "step {:>5}  valid ce {:.3}  kl {:.3}  top1 {:.1}%",
@@ -202,19 +86,178 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
                     100.0 * v.valid_top1
                 ),
             );
-            last_valid = Some(v);
+            *last_valid = Some(v);
         }
         TrainEvent::Saved { step } => {
-            super::say(&bar, a.quiet, format!("step {step:>5}  checkpoint saved"))
+            super::say(bar, a.quiet, format!("step {step:>5}  checkpoint saved"))
         }
-    });
+    }
+}
+
+/// Student config and initial weights, from the preset/sizes, the teacher, an existing
+/// model, or the saved run.
+fn student(a: &TrainArgs, teacher: &GgufMeta) -> anyhow::Result<(StudentConfig, Weights)> {
+    let profile = TeacherProfile::from_meta(teacher)?;
+    if a.resume {
+        let cfg = StudentConfig::read(&a.out)?;
+        let w = io::random_weights(&cfg, a.seed)?; // replaced by the checkpoint
+        return Ok((cfg, w));
+    }
+    let (cfg, w) = match &a.init {
+        InitKind::Teacher => {
+            profile.require_init()?;
+            let layers = match &a.layers {
+                Some(l) => l.clone(),
+                None => profile.default_layers(profile.default_student_blocks()),
+            };
+            profile.check_layers(&layers)?;
+            init::from_teacher(&profile.path, &layers).context("initialising from the teacher")?
+        }
+        InitKind::Model(path) => pretrained::from_model(path, teacher)
+            .with_context(|| format!("initialising from model '{}'", path.display()))?,
+        InitKind::Random => {
+            let mut cfg = StudentConfig::preset(a.preset, profile.n_vocab);
+            cfg.hidden_size = a.hidden.unwrap_or(cfg.hidden_size);
+            cfg.num_hidden_layers = a.layers_n.unwrap_or(cfg.num_hidden_layers);
+            cfg.num_attention_heads = a.heads.unwrap_or(cfg.num_attention_heads);
+            cfg.num_key_value_heads = a.kv_heads.unwrap_or(cfg.num_key_value_heads);
+            cfg.intermediate_size = a.intermediate.unwrap_or(cfg.intermediate_size);
+            cfg.max_position_embeddings = cfg.max_position_embeddings.max(a.seq_len);
+            cfg.bos_token_id = profile.bos;
+            cfg.eos_token_id = profile.eos;
+            cfg.validate()?;
+            let w = io::random_weights(&cfg, a.seed)?;
+            (cfg, w)
+        }
+    };
+    if cfg.vocab_size != profile.n_vocab {
+        bail!(
+            "the student's vocabulary ({}) differs from the corpus teacher's ({})",
+            cfg.vocab_size,
+            profile.n_vocab
+        );
+    }
+    if a.seq_len > cfg.max_position_embeddings {
+        bail!(
+            "--seq-len {} exceeds the student's max_position_embeddings {}",
+            a.seq_len,
+            cfg.max_position_embeddings
+        );
+    }
+    Ok((cfg, w))
+}
+
+/// The corpus's teacher as stored in its manifest, and the teacher GGUF to use (`--teacher`
+/// or the manifest's path), checked against each other.
+fn teacher(a: &TrainArgs) -> anyhow::Result<(TeacherInfo, GgufMeta)> {
+    let m = Manifest::read(&a.corpus)
+        .with_context(|| format!("reading corpus '{}'", a.corpus.display()))?
+        .with_context(|| {
+            format!(
+                "'{}' has no manifest.json: pass a corpus directory written by `distill record`",
+                a.corpus.display()
+            )
+        })?;
+    let path = a.teacher.clone().unwrap_or_else(|| m.teacher.path.clone());
+    let meta = GgufMeta::read(&path).with_context(
+        || "the student's tokenizer.json is built from the teacher GGUF: pass --teacher",
+    )?;
+    if meta.tokenizer_fingerprint() != m.teacher.tokenizer_fingerprint {
+        bail!(
+            "teacher '{}' has another tokenizer than '{}', which recorded corpus '{}'",
+            path.display(),
+            m.teacher.file,
+            a.corpus.display()
+        );
+    }
+    Ok((m.teacher, meta))
+}
+
+pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
+    // Everything that can refuse is checked before the corpus is read.
+    let (teacher_info, meta) = teacher(a)?;
+    if !a.resume && TrainState::read(&a.out)?.is_some() {
+        bail!(
+            "'{}' already holds a training run: pass --resume to continue it, or choose a new --out",
+            a.out.display()
+        );
+    }
+    let (cfg, init) = student(a, &meta)?;
+    let valid_fraction = if a.valid_corpus.is_some() {
+        0.0
+    } else {
+        a.valid_fraction
+    };
+    let mut splits = data::load(&a.corpus, valid_fraction, a.seed)
+        .with_context(|| format!("reading corpus '{}'", a.corpus.display()))?;
+    let valid = match &a.valid_corpus {
+        Some(dir) => {
+            let v = data::load(dir, 0.0, a.seed)
+                .with_context(|| format!("reading validation corpus '{}'", dir.display()))?;
+            if v.manifest.teacher.tokenizer_fingerprint != teacher_info.tokenizer_fingerprint {
+                bail!(
+                    "validation corpus '{}' comes from teacher '{}', the training corpus from '{}': their tokenizers differ",
+                    dir.display(),
+                    v.manifest.teacher.file,
+                    teacher_info.file
+                );
+            }
+            Some(v.train)
+        }
+        None => None,
+    };
+    let provenance = Provenance {
+        file: teacher_info.file.clone(),
+        path: meta.path.clone(),
+        sha256: teacher_info.sha256.clone(),
+        n_vocab: teacher_info.n_vocab,
+        tokenizer_fingerprint: teacher_info.tokenizer_fingerprint.clone(),
+    };
+    if let Some(warning) = io::create_dir(&a.out, &cfg, &meta, &provenance)? {
+        eprintln!("warning: {warning}");
+    }
+    let windows = splits.train.windows(a.seq_len);
+    let per_step = (a.batch * a.grad_accum).max(1);
+    let steps = match (a.steps, a.epochs) {
+        (Some(s), _) => s,
+        (None, Some(e)) => ((windows as f64 * e) / per_step as f64).ceil().max(1.0) as usize,
+        (None, None) => windows.div_ceil(per_step).max(1),
+    };
+    let s = settings(a, steps);
+    let bar = progress(a.quiet)?;
+    let mut last_valid = None;
+    let run = TrainRun {
+        out: &a.out,
+        data: &splits,
+        valid: valid.as_ref(),
+        config: &cfg,
+        init,
+        settings: &s,
+        minutes: a.minutes,
+        resume: a.resume,
+        stop: None,
+    };
+    let state = train(run, &mut |e| show(a, &bar, e, &mut last_valid));
     bar.finish_and_clear();
     splits.train = data::Stream::default();
     let state = state.with_context(|| format!("training into '{}'", a.out.display()))?;
+    print_summary(a, &cfg, &state, last_valid);
+    Ok(())
+}
+
+/// What was trained, its last validation, the files written.
+fn print_summary(
+    a: &TrainArgs,
+    cfg: &StudentConfig,
+    state: &TrainState,
+    last_valid: Option<ValidMetrics>,
+) {
     println!(
-        "student    {} ({:.1}M params, {} steps, {:.0} s)",
+        "student    {} ({:.1}M params: body {:.1}M + embeddings {:.1}M, {} steps, {:.0} s)",
         a.out.display(),
         cfg.n_params() as f64 / 1e6,
+        cfg.body_params() as f64 / 1e6,
+        (cfg.n_params() - cfg.body_params()) as f64 / 1e6,
         state.step,
         state.elapsed
     );
@@ -227,9 +270,8 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "files      config.json, model.safetensors, tokenizer.json, train_state.json, metrics.jsonl"
+        "files      config.json, model.safetensors, tokenizer.json, provenance.json, train_state.json, metrics.jsonl"
     );
-    Ok(())
 }
 
 fn progress(quiet: bool) -> anyhow::Result<ProgressBar> {

@@ -2,4 +2,4 @@
 
 pub mod source;
 
-pub use source::{Message, PromptRecord, Role, Source};
+pub use source::{Message, PromptRecord, Record, Role, Source, kinds};

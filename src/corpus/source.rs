@@ -1,7 +1,9 @@
-//! JSONL prompt files. Each line is one chat record in any of the forms users already have:
+//! Prompt files. A JSONL line is one chat record in any of the forms users already have:
 //! `{"prompt"[, "response", "system"]}`, OpenAI `{"messages": [{role, content}]}`, ShareGPT
-//! `{"conversations": [{from, value}]}`, Alpaca `{"instruction", "input", "output"}`.
-//! The form is detected per line, so files may mix them.
+//! `{"conversations": [{from, value}]}`, Alpaca `{"instruction", "input", "output"}`, or raw
+//! text `{"text": ...}` (for base models, scored teacher-forced as in pretraining-style
+//! distillation). The form is detected per line, so files may mix them. A `.txt` file is
+//! one raw-text record.
 
 use std::path::{Path, PathBuf};
 
@@ -42,7 +44,16 @@ pub struct Message {
     pub content: String,
 }
 
-/// One chat record and where it came from.
+/// What one line holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A conversation.
+    Chat(Vec<Message>),
+    /// Raw text, scored as it is (no chat template).
+    Text(String),
+}
+
+/// One record and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptRecord {
     /// Source file.
@@ -50,7 +61,10 @@ pub struct PromptRecord {
     /// 1-based line in `file`.
     pub line: usize,
     /// The conversation; a response to score, if any, is the last (assistant) message.
+    /// Empty for a raw-text record.
     pub messages: Vec<Message>,
+    /// Raw text to score teacher-forced (a `{"text"}` line or a `.txt` file).
+    pub text: Option<String>,
 }
 
 impl PromptRecord {
@@ -86,6 +100,15 @@ pub struct Source {
     pub skipped: usize,
 }
 
+/// Whether any record of `sources` is raw text, and whether any is a chat record.
+pub fn kinds(sources: &[Source]) -> (bool, bool) {
+    let records = || sources.iter().flat_map(|s| &s.records);
+    (
+        records().any(|r| r.text.is_some()),
+        records().any(|r| r.text.is_none()),
+    )
+}
+
 impl Source {
     /// Read and parse `path`. A bad line is an error naming file and line, unless `skip_bad`,
     /// in which case it is counted in [`Source::skipped`].
@@ -106,30 +129,24 @@ impl Source {
                 reason: "not valid UTF-8".into(),
             }
         })?;
-        let mut records = Vec::new();
-        let mut skipped = 0;
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match parse_line(line) {
-                Ok(messages) => records.push(PromptRecord {
-                    file: path.to_path_buf(),
-                    line: i + 1,
-                    messages,
-                }),
-                Err(_) if skip_bad => skipped += 1,
-                Err(reason) => {
-                    return Err(Error::Prompt {
-                        file: path.to_path_buf(),
-                        line: i + 1,
-                        reason: format!(
-                            "{reason} (fix the line, or pass --skip-bad to skip such lines)"
-                        ),
-                    });
-                }
-            }
-        }
+        let (records, skipped) = if path.extension().is_some_and(|e| e == "txt") {
+            let record = PromptRecord {
+                file: path.to_path_buf(),
+                line: 1,
+                messages: Vec::new(),
+                text: Some(text.clone()),
+            };
+            (
+                if text.trim().is_empty() {
+                    Vec::new()
+                } else {
+                    vec![record]
+                },
+                0,
+            )
+        } else {
+            parse_lines(path, &text, skip_bad)?
+        };
         if records.is_empty() {
             return Err(Error::EmptyPrompts(path.to_path_buf()));
         }
@@ -142,23 +159,71 @@ impl Source {
     }
 }
 
-/// The messages of one JSONL line, or why it is not a chat record.
-pub fn parse_line(line: &str) -> std::result::Result<Vec<Message>, String> {
+/// The records of a JSONL file and the bad lines skipped (with `skip_bad`).
+fn parse_lines(path: &Path, text: &str, skip_bad: bool) -> Result<(Vec<PromptRecord>, usize)> {
+    let mut records = Vec::new();
+    let mut skipped = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(line) {
+            Ok(record) => {
+                let (messages, text) = match record {
+                    Record::Chat(m) => (m, None),
+                    Record::Text(t) => (Vec::new(), Some(t)),
+                };
+                records.push(PromptRecord {
+                    file: path.to_path_buf(),
+                    line: i + 1,
+                    messages,
+                    text,
+                });
+            }
+            Err(_) if skip_bad => skipped += 1,
+            Err(reason) => {
+                return Err(Error::Prompt {
+                    file: path.to_path_buf(),
+                    line: i + 1,
+                    reason: format!(
+                        "{reason} (fix the line, or pass --skip-bad to skip such lines)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok((records, skipped))
+}
+
+/// What one JSONL line holds, or why it is not a record.
+pub fn parse_line(line: &str) -> std::result::Result<Record, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(obj) = value else {
         return Err("expected a JSON object".into());
     };
+    let chat = ["messages", "conversations", "instruction", "prompt"];
+    if !chat.iter().any(|k| obj.contains_key(*k)) && obj.contains_key("text") {
+        let text = text_field(&obj, "text")?.ok_or("field 'text' must be a string")?;
+        if text.trim().is_empty() {
+            return Err("field 'text' is empty".into());
+        }
+        return Ok(Record::Text(text));
+    }
+    chat_record(&obj).map(Record::Chat)
+}
+
+fn chat_record(obj: &Map<String, Value>) -> std::result::Result<Vec<Message>, String> {
     let messages = if let Some(list) = obj.get("messages") {
         turns(list, "messages", "role", "content")?
     } else if let Some(list) = obj.get("conversations") {
         turns(list, "conversations", "from", "value")?
     } else if obj.contains_key("instruction") {
-        alpaca(&obj)?
+        alpaca(obj)?
     } else if obj.contains_key("prompt") {
-        simple(&obj)?
+        simple(obj)?
     } else {
         return Err(
-            "no chat record found: expected a 'prompt', 'messages', 'conversations' or 'instruction' field".into(),
+            "no record found: expected a 'prompt', 'messages', 'conversations', 'instruction' or 'text' field".into(),
         );
     };
     if !messages.iter().any(|m| m.role == Role::User) {
@@ -265,105 +330,5 @@ fn turns(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn roles(line: &str) -> Vec<Role> {
-        parse_line(line)
-            .expect("valid record")
-            .iter()
-            .map(|m| m.role)
-            .collect()
-    }
-
-    #[test]
-    fn every_form_is_detected() {
-        use Role::*;
-        assert_eq!(roles(r#"{"prompt": "hi"}"#), [User]);
-        assert_eq!(
-            roles(r#"{"prompt": "hi", "response": "yo", "system": "s"}"#),
-            [System, User, Assistant]
-        );
-        assert_eq!(
-            roles(
-                r#"{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}"#
-            ),
-            [System, User]
-        );
-        assert_eq!(
-            roles(
-                r#"{"conversations": [{"from": "human", "value": "u"}, {"from": "gpt", "value": "a"}]}"#
-            ),
-            [User, Assistant]
-        );
-        assert_eq!(
-            roles(r#"{"instruction": "do", "input": "x", "output": "y"}"#),
-            [User, Assistant]
-        );
-        let m = parse_line(r#"{"instruction": "Sum", "input": "1 2"}"#).expect("alpaca");
-        assert_eq!(m[0].content, "Sum\n\n1 2");
-    }
-
-    #[test]
-    fn bad_lines_say_what_is_wrong() {
-        for (line, want) in [
-            ("{not json", "invalid JSON"),
-            ("[1, 2]", "JSON object"),
-            (r#"{"text": "x"}"#, "no chat record"),
-            (r#"{"prompt": 3}"#, "must be a string"),
-            (r#"{"prompt": "  "}"#, "empty"),
-            (
-                r#"{"messages": [{"role": "alien", "content": "x"}]}"#,
-                "unknown role",
-            ),
-            (
-                r#"{"messages": [{"role": "assistant", "content": "x"}]}"#,
-                "no user turn",
-            ),
-            (r#"{"messages": []}"#, "is empty"),
-        ] {
-            let err = parse_line(line).expect_err(line);
-            assert!(err.contains(want), "{line}: {err}");
-        }
-    }
-
-    #[test]
-    fn split_response_takes_the_final_assistant_turn() {
-        let rec = |line: &str| PromptRecord {
-            file: "f".into(),
-            line: 1,
-            messages: parse_line(line).expect("ok"),
-        };
-        let r = rec(r#"{"prompt": "q", "response": "a"}"#);
-        assert_eq!(r.split_response().1, Some("a"));
-        assert_eq!(r.split_response().0.len(), 1);
-        assert_eq!(rec(r#"{"prompt": "q"}"#).split_response().1, None);
-    }
-
-    #[test]
-    fn files_report_the_bad_line_or_skip_it() {
-        let dir = std::env::temp_dir().join(format!("distill-src-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("p.jsonl");
-        std::fs::write(&path, "{\"prompt\": \"a\"}\n\n{oops\n{\"prompt\": \"b\"}\n")
-            .expect("write");
-        let err = Source::read(&path, false)
-            .expect_err("bad line")
-            .to_string();
-        assert!(
-            err.contains("p.jsonl:3:") && err.contains("--skip-bad"),
-            "{err}"
-        );
-        let src = Source::read(&path, true).expect("skips");
-        assert_eq!(
-            (src.records.len(), src.skipped, src.records[1].line),
-            (2, 1, 4)
-        );
-        std::fs::write(&path, "\n\n").expect("write");
-        assert!(matches!(
-            Source::read(&path, false),
-            Err(Error::EmptyPrompts(_))
-        ));
-        std::fs::remove_dir_all(dir).ok();
-    }
-}
+#[path = "source_tests.rs"]
+mod tests;

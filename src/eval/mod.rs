@@ -99,12 +99,7 @@ pub fn quality(model: &Model, corpus: &Path, n_vocab: usize, threads: usize) -> 
                 Student::new(&cfg, VarBuilder::from_tensors(w, DType::F32, &Device::Cpu))?;
             score_corpus(corpus, |tokens, wanted, f| {
                 let n = tokens.len().min(cfg.max_position_embeddings);
-                let ids = Tensor::from_vec(tokens[..n].to_vec(), (1, n), &Device::Cpu)?;
-                let logits = student.forward(&ids)?.get(0)?; // [n, vocab]
-                for p in (0..n).filter(|&p| wanted[p]) {
-                    f(p, &logits.get(p)?.to_vec1::<f32>()?);
-                }
-                Ok(())
+                logit_rows(&student, &tokens[..n], wanted, ROWS, f)
             })
         }
         Model::Gguf(path) => {
@@ -125,6 +120,34 @@ pub fn quality(model: &Model, corpus: &Path, n_vocab: usize, threads: usize) -> 
     }
 }
 
+/// Logits rows computed at once. With a 262k vocabulary a row is 1 MB: the [n, vocab]
+/// logits of a 2048-token sequence would be 2 GB, a block of 64 rows is 64 MB.
+const ROWS: usize = 64;
+
+/// `f(position, logits)` at each wanted position of `tokens`, the output projection applied
+/// to `rows` hidden states at a time.
+fn logit_rows(
+    student: &Student,
+    tokens: &[u32],
+    wanted: &[bool],
+    rows: usize,
+    f: &mut dyn FnMut(usize, &[f32]),
+) -> Result<()> {
+    let n = tokens.len();
+    let ids = Tensor::from_vec(tokens.to_vec(), (1, n), &Device::Cpu)?;
+    let hidden = student.hidden(&ids)?.get(0)?; // [n, hidden]
+    let head = student.output_weight().t()?; // [hidden, vocab]
+    let at: Vec<u32> = (0..n).filter(|&p| wanted[p]).map(|p| p as u32).collect();
+    for chunk in at.chunks(rows.max(1)) {
+        let idx = Tensor::new(chunk, &Device::Cpu)?;
+        let logits = hidden.index_select(&idx, 0)?.matmul(&head)?; // [chunk, vocab]
+        for (i, &p) in chunk.iter().enumerate() {
+            f(p as usize, &logits.get(i)?.to_vec1::<f32>()?);
+        }
+    }
+    Ok(())
+}
+
 fn check_vocab(model: usize, teacher: usize, name: &str) -> Result<()> {
     if model != teacher {
         return Err(Error::Invalid(format!(
@@ -132,4 +155,42 @@ fn check_vocab(model: usize, teacher: usize, name: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::student::io;
+
+    #[test]
+    fn logits_in_row_blocks_equal_the_full_forward() {
+        let cfg = StudentConfig::tiny_test();
+        let w = io::random_weights(&cfg, 3).expect("weights");
+        let student =
+            Student::new(&cfg, VarBuilder::from_tensors(w, DType::F32, &Device::Cpu)).expect("s");
+        let tokens = [1u32, 5, 9, 33, 2, 63, 7];
+        let wanted = [false, true, true, false, true, true, true];
+        let ids = Tensor::new(&tokens[..], &Device::Cpu)
+            .expect("ids")
+            .unsqueeze(0)
+            .expect("b");
+        let full = student
+            .forward(&ids)
+            .expect("forward")
+            .get(0)
+            .expect("[n, v]");
+        let mut seen = Vec::new();
+        logit_rows(&student, &tokens, &wanted, 2, &mut |p, z| {
+            let want = full.get(p).expect("row").to_vec1::<f32>().expect("vec");
+            let diff = want
+                .iter()
+                .zip(z)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-4, "position {p}: {diff}");
+            seen.push(p);
+        })
+        .expect("rows");
+        assert_eq!(seen, vec![1, 2, 4, 5, 6]);
+    }
 }

@@ -55,8 +55,15 @@ pub struct RunSettings {
     pub valid_prompts_limit: usize,
     /// Longest teacher answer, tokens.
     pub max_new_tokens: usize,
-    /// Teacher blocks the student starts from.
+    /// Teacher blocks the student starts from; empty for a random student (a teacher whose
+    /// blocks the student cannot copy).
     pub layers: Vec<usize>,
+    /// How the student starts, in words (teacher blocks, or random and why).
+    #[serde(default)]
+    pub student_init: String,
+    /// generate (the teacher answers) or score (given responses, raw text).
+    #[serde(default)]
+    pub mode: crate::record::Mode,
     /// Peak learning rate.
     pub lr: f64,
     /// Weight of hard-label cross-entropy in the loss (run files from before the option
@@ -130,6 +137,7 @@ impl RunSettings {
                 "--layers",
                 list(self.layers.iter().map(usize::to_string).collect()),
             ),
+            ("--mode", format!("{:?}", self.mode).to_lowercase()),
             ("--lr", self.lr.to_string()),
             ("--alpha", self.alpha.to_string()),
             ("--train-embeddings", (!self.freeze_embeddings).to_string()),
@@ -298,6 +306,8 @@ mod tests {
             valid_prompts_limit: 16,
             max_new_tokens: 256,
             layers: vec![0, 29],
+            student_init: String::new(),
+            mode: crate::record::Mode::Generate,
             lr: 3e-4,
             alpha: 0.0,
             freeze_embeddings: true,

@@ -14,10 +14,11 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 
 /// Whether the teacher wrote the responses or scored given ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// The teacher answers each prompt.
+    #[default]
     Generate,
     /// The record's own response is teacher-forced.
     Score,

@@ -1,11 +1,13 @@
 //! The recorded corpus: format v1 (see DESIGN.md), written atomically and resumable.
 
+mod jobs;
 pub mod manifest;
 pub mod recorder;
 pub mod shard;
 
+pub use jobs::check_sources;
 pub use manifest::{Manifest, Mode, RecordSettings, ShardInfo, SourceInfo};
-pub use recorder::{Progress, RecordConfig, Summary, record};
+pub use recorder::{Progress, RecordConfig, Summary, record, record_with};
 pub use shard::Shard;
 
 use std::io::Write;

@@ -12,11 +12,14 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{Manifest, Mode, RecordSettings, SCHEMA_VERSION, SourceInfo, now_rfc3339};
+use super::jobs::{build_jobs, check_sources};
+use super::manifest::{Manifest, RecordSettings, SCHEMA_VERSION, SourceInfo, now_rfc3339};
 use super::shard::{self, Shard};
-use crate::corpus::{Message, PromptRecord, Role, Source};
-use crate::gguf::{GgufMeta, hex};
-use crate::teacher::{Job, LlamaTeacher, Rng, Sampling, SessionParams, Stop, TeacherInfo};
+use crate::corpus::Source;
+use crate::gguf::{GgufMeta, TeacherProfile, hex};
+use crate::teacher::{
+    Decode, Job, LlamaTeacher, Sequence, SessionParams, Stop, Teacher, TeacherInfo,
+};
 use crate::{Error, Result};
 
 /// Tokens per llama.cpp batch: one ubatch, as llama-bench's prompt test uses.
@@ -98,106 +101,120 @@ pub struct Summary {
     pub stops: [usize; 3],
 }
 
-/// Record (or resume) the corpus described by `cfg`, reporting through `on`.
+/// Record (or resume) the corpus described by `cfg` with the llama.cpp teacher
+/// `cfg.teacher`, reporting through `on`. Everything that can refuse (settings, prompt
+/// files, the teacher's profile, an existing corpus of other settings) is checked before the
+/// teacher loads.
 ///
 /// # Errors
 /// Bad prompts, a bad teacher, a corpus of other settings, llama.cpp and I/O failures.
 pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summary> {
-    let s = &cfg.settings;
+    validate(&cfg.settings)?;
+    let meta = GgufMeta::read(&cfg.teacher)?;
+    let profile = TeacherProfile::from_meta(&meta)?;
+    let sources = read_sources(cfg)?;
+    check_sources(&profile, cfg.settings.mode, &sources)?;
+    let sha = file_sha256(&cfg.teacher)?;
+    let existing = open_dir(&cfg.out)?;
+    if let Some(m) = &existing {
+        let fingerprint = meta.tokenizer_fingerprint();
+        check_resume(m, &cfg.out, (&sha, &fingerprint), &cfg.settings, &sources)?;
+    }
+    let teacher = LlamaTeacher::load(&cfg.teacher, sha)?;
+    run_recording(cfg, &teacher, &sources, existing, on)
+}
+
+/// [`record`] with any [`Teacher`] (`cfg.teacher` is not read): a fake one in unit tests.
+///
+/// # Errors
+/// As [`record`].
+pub fn record_with(
+    cfg: &RecordConfig,
+    teacher: &dyn Teacher,
+    on: &mut dyn FnMut(Progress),
+) -> Result<Summary> {
+    validate(&cfg.settings)?;
+    let sources = read_sources(cfg)?;
+    let existing = open_dir(&cfg.out)?;
+    if let Some(m) = &existing {
+        let id = (
+            teacher.info().sha256.as_str(),
+            teacher.info().tokenizer_fingerprint.as_str(),
+        );
+        check_resume(m, &cfg.out, id, &cfg.settings, &sources)?;
+    }
+    run_recording(cfg, teacher, &sources, existing, on)
+}
+
+fn validate(s: &RecordSettings) -> Result<()> {
     if s.k == 0 || s.parallel == 0 || s.shard_size == 0 || s.ctx < 16 {
         return Err(Error::Invalid(
             "--top-k, --parallel and --shard-size must be at least 1, --ctx at least 16".into(),
         ));
     }
-    let meta = GgufMeta::read(&cfg.teacher)?;
-    let sources = cfg
-        .prompts
+    Ok(())
+}
+
+fn read_sources(cfg: &RecordConfig) -> Result<Vec<Source>> {
+    cfg.prompts
         .iter()
-        .map(|p| Source::read(p, s.skip_bad))
-        .collect::<Result<Vec<_>>>()?;
-    let sha = file_sha256(&cfg.teacher)?;
-    let existing = open_dir(&cfg.out)?;
-    if let Some(m) = &existing {
-        check_resume(m, &cfg.out, &sha, &meta, s, &sources)?;
-    }
-    let teacher = LlamaTeacher::load(&cfg.teacher, sha)?;
+        .map(|p| Source::read(p, cfg.settings.skip_bad))
+        .collect()
+}
+
+/// Build the jobs, then record shard after shard from where the corpus stopped.
+fn run_recording(
+    cfg: &RecordConfig,
+    teacher: &dyn Teacher,
+    sources: &[Source],
+    existing: Option<Manifest>,
+    on: &mut dyn FnMut(Progress),
+) -> Result<Summary> {
+    let s = &cfg.settings;
     let mut summary = Summary {
         skipped_bad: sources.iter().map(|x| x.skipped).sum(),
         ..Summary::default()
     };
-    let jobs = build_jobs(&teacher, &sources, s, &mut summary.skipped_long)?;
+    let jobs = build_jobs(teacher, sources, s, &mut summary.skipped_long)?;
     let planned = cfg.limit.map_or(jobs.len(), |l| l.min(jobs.len()));
-    let mut manifest = existing.unwrap_or_else(|| new_manifest(&teacher.info, s, &sources));
+    let mut manifest = existing.unwrap_or_else(|| new_manifest(teacher.info(), s, sources));
     manifest.planned_records = planned;
     let start = manifest.next_record();
     summary.resumed_from = start;
     on(Progress::Started {
-        teacher: teacher.info.clone(),
+        teacher: teacher.info().clone(),
         planned,
         done: start.min(planned),
     });
-
-    let params = SessionParams {
+    let mut decoder = teacher.decoder(SessionParams {
         ctx: s.ctx,
         parallel: s.parallel,
         n_batch: N_BATCH,
         threads: s.threads,
         k: s.k,
-    };
-    let mut session = teacher.session(params)?;
+    })?;
     let clock = Instant::now();
     let mut first = start;
     while first < planned {
         let last = (first + s.shard_size).min(planned) - 1;
-        let mut batch: Vec<Job> = jobs[first..=last].to_vec();
-        let mut seqs = vec![None; batch.len()];
-        session.run(&mut batch, |i, seq| {
-            let response = teacher.detokenize(&seq.tokens[seq.n_prompt..]);
-            on(Progress::Sequence {
-                tokens: seq.tokens.len(),
-                targets: seq.n_targets(),
-                response,
-            });
-            seqs[i] = Some(seq);
-            match &cfg.stop {
-                Some(flag) if flag.load(Ordering::Relaxed) => Err(Error::Stopped),
-                _ => Ok(()),
-            }
-        })?;
-        let mut shard = Shard::new(s.k.min(teacher.info.n_vocab));
-        for seq in seqs.iter().flatten() {
-            shard.push(seq);
-            summary.tokens_now += seq.tokens.len();
-            summary.targets_now += seq.n_targets();
-            match seq.stop {
-                Some(Stop::EndOfTurn) => summary.stops[0] += 1,
-                Some(Stop::Length) => summary.stops[1] += 1,
-                Some(Stop::Context) => summary.stops[2] += 1,
-                _ => {}
-            }
-        }
-        let file = shard::file_name(manifest.shards.len());
-        let (sha256, bytes) = shard.write(&cfg.out.join(&file), teacher.info.n_vocab)?;
-        manifest.shards.push(super::ShardInfo {
-            file,
-            sequences: shard.sequences(),
-            tokens: shard.tokens.len(),
-            targets: shard.targets(),
-            first_record: first,
-            last_record: last,
-            sha256,
-            bytes,
-        });
+        let shard = decode_shard(cfg, teacher, decoder.as_mut(), &jobs[first..=last], on)?;
+        write_shard(
+            cfg,
+            teacher,
+            &shard,
+            (first, last),
+            &mut manifest,
+            &mut summary,
+        )?;
         manifest.complete = last + 1 >= planned;
         manifest.write(&cfg.out)?;
-        summary.recorded_now += last + 1 - first;
         on(Progress::Shard { done: last + 1 });
         first = last + 1;
-        let out_of_time = cfg
+        if cfg
             .minutes
-            .is_some_and(|m| clock.elapsed().as_secs_f64() >= m * 60.0);
-        if out_of_time {
-            break;
+            .is_some_and(|m| clock.elapsed().as_secs_f64() >= m * 60.0)
+        {
+            break; // out of time: the corpus stays resumable
         }
     }
     if start >= planned {
@@ -205,10 +222,74 @@ pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summar
         manifest.write(&cfg.out)?;
     }
     summary.seconds = clock.elapsed().as_secs_f64();
-    summary.records = manifest.next_record();
-    summary.targets = manifest.totals.targets;
+    (summary.records, summary.targets) = (manifest.next_record(), manifest.totals.targets);
     summary.bytes = manifest.totals.bytes;
     Ok(summary)
+}
+
+/// Decode one shard's jobs into its sequences, in job order; stops (with
+/// [`Error::Stopped`]) when the stop flag is set as a sequence finishes.
+fn decode_shard(
+    cfg: &RecordConfig,
+    teacher: &dyn Teacher,
+    decoder: &mut dyn Decode,
+    jobs: &[Job],
+    on: &mut dyn FnMut(Progress),
+) -> Result<Vec<Sequence>> {
+    let mut batch: Vec<Job> = jobs.to_vec();
+    let mut seqs = vec![None; batch.len()];
+    decoder.run(&mut batch, &mut |i, seq| {
+        let response = teacher.detokenize(&seq.tokens[seq.n_prompt..]);
+        on(Progress::Sequence {
+            tokens: seq.tokens.len(),
+            targets: seq.n_targets(),
+            response,
+        });
+        seqs[i] = Some(seq);
+        match &cfg.stop {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(Error::Stopped),
+            _ => Ok(()),
+        }
+    })?;
+    Ok(seqs.into_iter().flatten().collect())
+}
+
+/// Write the shard of records `first..=last` and list it in the manifest.
+fn write_shard(
+    cfg: &RecordConfig,
+    teacher: &dyn Teacher,
+    seqs: &[Sequence],
+    (first, last): (usize, usize),
+    manifest: &mut Manifest,
+    summary: &mut Summary,
+) -> Result<()> {
+    let n_vocab = teacher.info().n_vocab;
+    let mut shard = Shard::new(cfg.settings.k.min(n_vocab));
+    for seq in seqs {
+        shard.push(seq);
+        summary.tokens_now += seq.tokens.len();
+        summary.targets_now += seq.n_targets();
+        match seq.stop {
+            Some(Stop::EndOfTurn) => summary.stops[0] += 1,
+            Some(Stop::Length) => summary.stops[1] += 1,
+            Some(Stop::Context) => summary.stops[2] += 1,
+            _ => {}
+        }
+    }
+    let file = shard::file_name(manifest.shards.len());
+    let (sha256, bytes) = shard.write(&cfg.out.join(&file), n_vocab)?;
+    manifest.shards.push(super::ShardInfo {
+        file,
+        sequences: shard.sequences(),
+        tokens: shard.tokens.len(),
+        targets: shard.targets(),
+        first_record: first,
+        last_record: last,
+        sha256,
+        bytes,
+    });
+    summary.recorded_now += last + 1 - first;
+    Ok(())
 }
 
 /// sha256 of a file, streamed.
@@ -271,8 +352,7 @@ fn open_dir(dir: &Path) -> Result<Option<Manifest>> {
 fn check_resume(
     m: &Manifest,
     dir: &Path,
-    sha: &str,
-    meta: &GgufMeta,
+    (sha, fp): (&str, &str),
     s: &RecordSettings,
     sources: &[Source],
 ) -> Result<()> {
@@ -283,7 +363,6 @@ fn check_resume(
         ),
     };
     if m.teacher.sha256 != sha {
-        let fp = meta.tokenizer_fingerprint();
         let what = if fp == m.teacher.tokenizer_fingerprint {
             "same tokenizer, other weights"
         } else {
@@ -343,81 +422,6 @@ fn new_manifest(teacher: &TeacherInfo, s: &RecordSettings, sources: &[Source]) -
     }
 }
 
-/// One job per usable record, in source order. Records that do not fit the context are an
-/// error, or skipped (and counted) with `--skip-bad`.
-fn build_jobs(
-    teacher: &LlamaTeacher,
-    sources: &[Source],
-    s: &RecordSettings,
-    skipped: &mut usize,
-) -> Result<Vec<Job>> {
-    let sampling = Sampling {
-        temperature: s.temperature,
-        top_p: s.top_p,
-    };
-    let mut jobs = Vec::new();
-    for rec in sources.iter().flat_map(|x| &x.records) {
-        let job = match build_job(teacher, rec, s, sampling, jobs.len()) {
-            Ok(job) => job,
-            Err(Error::Prompt { .. }) if s.skip_bad => {
-                *skipped += 1;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        jobs.push(job);
-    }
-    Ok(jobs)
-}
-
-fn build_job(
-    teacher: &LlamaTeacher,
-    rec: &PromptRecord,
-    s: &RecordSettings,
-    sampling: Sampling,
-    index: usize,
-) -> Result<Job> {
-    let mut messages: Vec<Message> = Vec::new();
-    if let Some(system) = &s.system
-        && !rec.messages.iter().any(|m| m.role == Role::System)
-    {
-        messages.push(Message {
-            role: Role::System,
-            content: system.clone(),
-        });
-    }
-    messages.extend(rec.messages.iter().cloned());
-    let with_system = PromptRecord {
-        messages,
-        ..rec.clone()
-    };
-    let (context, given) = with_system.split_response();
-    let prompt = teacher.tokenize(&teacher.render_prompt(context)?, true);
-    let response = match (s.mode, given) {
-        (Mode::Score, None) => {
-            return Err(rec.error("no response to score: give a 'response', final assistant turn or 'output' (or use --mode generate)"));
-        }
-        (Mode::Score, Some(text)) => {
-            let mut r = teacher.tokenize(text, false);
-            r.push(teacher.end_of_turn());
-            Some(r)
-        }
-        (Mode::Generate, _) => None,
-    };
-    let need = prompt.len() + response.as_ref().map_or(1, Vec::len);
-    if need > s.ctx {
-        return Err(rec.error(format!(
-            "{need} tokens do not fit the context of {} tokens: raise --ctx (the teacher was trained on {}) or shorten the record",
-            s.ctx,
-            teacher.n_ctx_train()
-        )));
-    }
-    Ok(Job {
-        max_new_tokens: s.max_new_tokens.min(s.ctx - prompt.len()),
-        prompt,
-        response,
-        sampling,
-        rng: Rng::for_record(s.seed, index as u64),
-        ignore_eog: false,
-    })
-}
+#[cfg(test)]
+#[path = "recorder_tests.rs"]
+mod tests;

@@ -10,9 +10,9 @@ use crate::{Error, Result};
 /// Hyper-parameters of a Llama-architecture student (HF `LlamaConfig` field names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StudentConfig {
-    /// Always `["LlamaForCausalLM"]`.
+    /// `["LlamaForCausalLM"]`, or `["Qwen2ForCausalLM"]` with attention biases.
     pub architectures: Vec<String>,
-    /// Always `llama`.
+    /// `llama`, or `qwen2` with attention biases.
     pub model_type: String,
     /// Width of the residual stream.
     pub hidden_size: usize,
@@ -34,6 +34,10 @@ pub struct StudentConfig {
     pub rope_theta: f32,
     /// Whether the output layer reuses the token embeddings.
     pub tie_word_embeddings: bool,
+    /// Whether the q/k/v projections have biases (Qwen2's attention). A student with them is
+    /// a Hugging Face `Qwen2ForCausalLM`, whose config names the field the same way.
+    #[serde(default)]
+    pub attention_bias: bool,
     /// Beginning-of-sequence token.
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token.
@@ -42,14 +46,16 @@ pub struct StudentConfig {
     pub torch_dtype: String,
 }
 
-/// Named student sizes.
+/// Named student sizes. The body (the blocks) is fixed; the embedding adds
+/// vocabulary x hidden parameters on top, which dominates with a large vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preset {
-    /// ~7M parameters with a 49k vocabulary: hidden 128, 2 layers, 2 heads.
+    /// Body 0.4M parameters: hidden 128, 2 layers, 2 heads; embedding 128 per token.
     Small,
-    /// ~16M parameters: hidden 256, 4 layers, 4 heads (2 KV heads). The default.
+    /// Body 3.1M: hidden 256, 4 layers, 4 heads (2 KV heads); embedding 256 per token. The
+    /// default.
     Base,
-    /// ~28M parameters: hidden 384, 6 layers, 6 heads (2 KV heads).
+    /// Body 9.4M: hidden 384, 6 layers, 6 heads (2 KV heads); embedding 384 per token.
     Large,
 }
 
@@ -76,6 +82,7 @@ impl StudentConfig {
             rms_norm_eps: 1e-5,
             rope_theta: 10_000.0,
             tie_word_embeddings: true,
+            attention_bias: false,
             bos_token_id: None,
             eos_token_id: None,
             torch_dtype: "float32".into(),
@@ -89,6 +96,14 @@ impl StudentConfig {
             Preset::Base => Self::new(vocab_size, 256, 4, 4, 2, 768),
             Preset::Large => Self::new(vocab_size, 384, 6, 6, 2, 1024),
         }
+    }
+
+    /// The same sizes with q/k/v biases: a Hugging Face `Qwen2ForCausalLM`.
+    pub fn with_attention_bias(mut self) -> Self {
+        self.attention_bias = true;
+        self.architectures = vec!["Qwen2ForCausalLM".into()];
+        self.model_type = "qwen2".into();
+        self
     }
 
     /// A tiny model for unit tests: 2 layers, hidden 32, vocab 64.
@@ -105,9 +120,17 @@ impl StudentConfig {
     pub fn n_params(&self) -> usize {
         let (h, i, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
         let kv = self.num_key_value_heads * self.head_dim();
-        let block = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h;
+        let bias = if self.attention_bias { h + 2 * kv } else { 0 };
+        let block = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h + bias;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
         v * h + self.num_hidden_layers * block + h + head
+    }
+
+    /// Parameters of the blocks and the final norm: everything but the vocabulary matrices.
+    pub fn body_params(&self) -> usize {
+        let vocab = self.vocab_size * self.hidden_size;
+        let head = if self.tie_word_embeddings { 0 } else { vocab };
+        self.n_params() - vocab - head
     }
 
     /// Check that the sizes fit together.
@@ -158,11 +181,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base_preset_is_about_16m_parameters() {
+    fn preset_bodies_match_their_docs_whatever_the_vocabulary() {
+        // The default teacher's vocabulary: base is about 16M in all.
         let n = StudentConfig::preset(Preset::Base, 49_152).n_params();
         assert!((15_000_000..17_000_000).contains(&n), "{n}");
-        assert!(StudentConfig::preset(Preset::Small, 49_152).n_params() < n);
-        assert!(StudentConfig::preset(Preset::Large, 49_152).n_params() > n);
+        for vocab in [49_152, 151_936, 262_144] {
+            let body = |p| StudentConfig::preset(p, vocab).body_params() as f64 / 1e6;
+            let docs = [
+                (Preset::Small, 0.4),
+                (Preset::Base, 3.1),
+                (Preset::Large, 9.4),
+            ];
+            for (p, m) in docs {
+                assert!((body(p) - m).abs() < 0.05, "{p:?} body {}M", body(p));
+            }
+            let cfg = StudentConfig::preset(Preset::Base, vocab);
+            assert_eq!(cfg.n_params() - cfg.body_params(), vocab * 256);
+        }
     }
 
     #[test]

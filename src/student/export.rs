@@ -3,6 +3,8 @@
 //! The layout follows llama.cpp's `convert_hf_to_gguf.py` for `LlamaForCausalLM`: tensor
 //! names `token_embd`, `blk.{i}.attn_q`..., the `llama.*` hyper-parameter keys, and Q/K rows
 //! permuted so that llama.cpp's interleaved RoPE equals Hugging Face's `rotate_half` RoPE.
+//! A Qwen2 student's q/k/v biases go in as `blk.{i}.attn_q.bias`..., which llama.cpp's
+//! llama architecture loads as optional tensors.
 //! The tokenizer (every `tokenizer.*` key, chat template included) is copied from the
 //! teacher, whose vocabulary the student shares. Format:
 //! <https://github.com/ggml-org/ggml/blob/master/docs/gguf.md>.
@@ -17,10 +19,9 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
 
 use super::config::StudentConfig;
-use super::init::permute;
-use super::io::{self, Weights};
+use super::init::permute_any;
+use super::io::{self, Provenance, Weights};
 use crate::gguf::GgufMeta;
-use crate::train::checkpoint::TrainState;
 use crate::{Error, Result};
 
 /// Storage format of the exported weight matrices (norms always stay F32).
@@ -65,7 +66,7 @@ impl Quant {
 pub struct GgufExport {
     /// Student directory written by `distill train`.
     pub student: PathBuf,
-    /// Teacher GGUF to take the tokenizer from; `None`: the one in `train_state.json`.
+    /// Teacher GGUF to take the tokenizer from; `None`: the one in `provenance.json`.
     pub teacher: Option<PathBuf>,
     /// The GGUF file to write.
     pub out: PathBuf,
@@ -112,7 +113,7 @@ const BLOCK_NAMES: [(&str, &str); 9] = [
 /// whose tokenizer differs from the student's (fingerprint or vocabulary size), I/O errors.
 pub fn export_gguf(job: &GgufExport) -> Result<ExportSummary> {
     let (cfg, weights) = read_student(&job.student)?;
-    let state = TrainState::read(&job.student)?;
+    let state = Provenance::read(&job.student)?;
     let teacher = resolve_teacher(job, state.as_ref())?;
     let meta = GgufMeta::read(&teacher)?;
     check_teacher(&teacher, &meta, &cfg, state.as_ref())?;
@@ -156,15 +157,15 @@ pub fn read_student(dir: &Path) -> Result<(StudentConfig, Weights)> {
     Ok((cfg, weights))
 }
 
-/// `--teacher` if given, else the teacher recorded in `train_state.json`.
-fn resolve_teacher(job: &GgufExport, state: Option<&TrainState>) -> Result<PathBuf> {
+/// `--teacher` if given, else the teacher recorded in the student's provenance.
+fn resolve_teacher(job: &GgufExport, state: Option<&Provenance>) -> Result<PathBuf> {
     if let Some(path) = &job.teacher {
         return Ok(path.clone());
     }
     match state {
-        Some(s) if !s.teacher.path.as_os_str().is_empty() => Ok(s.teacher.path.clone()),
+        Some(s) if !s.path.as_os_str().is_empty() => Ok(s.path.clone()),
         _ => Err(Error::Invalid(format!(
-            "student '{}' records no teacher (no train_state.json): pass --teacher GGUF, the model whose tokenizer the student was trained with",
+            "student '{}' records no teacher (no provenance.json): pass --teacher GGUF, the model whose tokenizer the student was trained with",
             job.student.display()
         ))),
     }
@@ -175,7 +176,7 @@ fn check_teacher(
     path: &Path,
     meta: &GgufMeta,
     cfg: &StudentConfig,
-    state: Option<&TrainState>,
+    state: Option<&Provenance>,
 ) -> Result<()> {
     let bad = |reason: String| Error::Gguf {
         path: path.to_path_buf(),
@@ -183,12 +184,12 @@ fn check_teacher(
     };
     if let Some(s) = state {
         let found = meta.tokenizer_fingerprint();
-        if found != s.teacher.tokenizer_fingerprint {
+        if found != s.tokenizer_fingerprint {
             return Err(bad(format!(
                 "its tokenizer (fingerprint '{}') is not the one the student was trained with ('{}', teacher '{}'); pass that teacher with --teacher",
                 short(&found),
-                short(&s.teacher.tokenizer_fingerprint),
-                s.teacher.file
+                short(&s.tokenizer_fingerprint),
+                s.file
             )));
         }
     }
@@ -269,10 +270,11 @@ pub fn gguf_tensors(
             .get(&hf)
             .ok_or_else(|| Error::Invalid(format!("weights lack '{hf}'")))?
             .to_dtype(DType::F32)?;
-        let w = if hf.ends_with("q_proj.weight") {
-            permute(&w, cfg.num_attention_heads, hd)?
-        } else if hf.ends_with("k_proj.weight") {
-            permute(&w, cfg.num_key_value_heads, hd)?
+        // Biases (Qwen2 students) are permuted like their matrices' rows.
+        let w = if hf.contains("q_proj.") {
+            permute_any(&w, cfg.num_attention_heads, hd)?
+        } else if hf.contains("k_proj.") {
+            permute_any(&w, cfg.num_key_value_heads, hd)?
         } else {
             w
         };
@@ -308,6 +310,15 @@ fn tensor_names(cfg: &StudentConfig) -> Vec<(String, String)> {
                 format!("model.layers.{l}.{hf}.weight"),
                 format!("blk.{l}.{gg}.weight"),
             ));
+        }
+        // llama.cpp's llama loader takes optional q/k/v biases (`create_tensor_qkv`).
+        if cfg.attention_bias {
+            for (hf, gg) in &BLOCK_NAMES[..3] {
+                names.push((
+                    format!("model.layers.{l}.{hf}.bias"),
+                    format!("blk.{l}.{gg}.bias"),
+                ));
+            }
         }
     }
     names.push(("model.norm.weight".into(), "output_norm.weight".into()));

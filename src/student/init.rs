@@ -1,9 +1,11 @@
 //! Initialising a student from its teacher, as DistilBERT (Sanh et al. 2019,
 //! arXiv:1910.01108) did: keep the teacher's embeddings, final norm and a chosen subset of
-//! its layers, dequantized from the GGUF.
+//! its layers, dequantized from the GGUF. Llama and Qwen2 teachers (with their q/k/v
+//! biases); [`TeacherProfile::require_init`] names what stops the others.
 //!
-//! llama.cpp's converter permutes the rows of Q and K so that its interleaved RoPE matches
-//! Hugging Face's `rotate_half` RoPE; we undo that permutation to get HF weights back.
+//! llama.cpp's converter permutes the rows of Q and K of Llama models (not Qwen2's, which
+//! run NEOX RoPE on Hugging Face's row order) so that its interleaved RoPE matches Hugging
+//! Face's `rotate_half` RoPE; we undo that permutation to get HF weights back.
 
 use std::path::Path;
 
@@ -12,72 +14,34 @@ use candle_core::{Device, Tensor};
 
 use super::config::StudentConfig;
 use super::io::Weights;
-use crate::gguf::GgufMeta;
+use crate::gguf::TeacherProfile;
 use crate::{Error, Result};
 
 /// The teacher's sizes as a student config with `layers` decoder blocks.
-///
-/// # Errors
-/// [`Error::Gguf`] when the GGUF is not a Llama-architecture model or lacks a size.
-pub fn teacher_config(meta: &GgufMeta, path: &Path, layers: usize) -> Result<StudentConfig> {
-    let arch = meta.architecture().unwrap_or("");
-    let bad = |reason: String| Error::Gguf {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if arch != "llama" {
-        return Err(bad(format!(
-            "--init teacher needs a Llama-architecture teacher, this one is '{arch}'; use --init random"
-        )));
+pub fn teacher_config(p: &TeacherProfile, layers: usize) -> StudentConfig {
+    let mut cfg = StudentConfig::new(p.n_vocab, p.hidden, layers, p.heads, p.kv_heads, p.ffn);
+    cfg.max_position_embeddings = p.context;
+    cfg.rms_norm_eps = p.rms_eps;
+    cfg.rope_theta = p.rope_theta as f32;
+    cfg.bos_token_id = p.bos;
+    cfg.eos_token_id = p.eos;
+    cfg.tie_word_embeddings = p.tied_embeddings;
+    if p.attention_bias {
+        cfg = cfg.with_attention_bias();
     }
-    let get = |key: &str| {
-        meta.u64(&format!("llama.{key}"))
-            .ok_or_else(|| bad(format!("metadata lacks 'llama.{key}'")))
-    };
-    let f = |key: &str| match meta.kv.get(&format!("llama.{key}")) {
-        Some(crate::gguf::Value::F64(x)) => Some(*x),
-        _ => None,
-    };
-    let heads = get("attention.head_count")? as usize;
-    let n_vocab = meta
-        .n_vocab()
-        .ok_or_else(|| bad("metadata lacks the tokenizer vocabulary".into()))?;
-    let mut cfg = StudentConfig::new(
-        n_vocab,
-        get("embedding_length")? as usize,
-        layers,
-        heads,
-        meta.u64("llama.attention.head_count_kv")
-            .map_or(heads, |x| x as usize),
-        get("feed_forward_length")? as usize,
-    );
-    cfg.max_position_embeddings = get("context_length")? as usize;
-    cfg.rms_norm_eps = f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5);
-    cfg.rope_theta = f("rope.freq_base").unwrap_or(10_000.0) as f32;
-    cfg.bos_token_id = meta.u64("tokenizer.ggml.bos_token_id").map(|x| x as u32);
-    cfg.eos_token_id = meta.u64("tokenizer.ggml.eos_token_id").map(|x| x as u32);
-    Ok(cfg)
+    cfg
 }
 
 /// Config and weights of a student made of the teacher's blocks `layers` (in that order).
 ///
 /// # Errors
-/// An unreadable GGUF, a layer index out of range, an unsupported quantization.
+/// A teacher the student cannot start from (its profile says why), an unreadable GGUF, a
+/// layer index out of range.
 pub fn from_teacher(path: &Path, layers: &[usize]) -> Result<(StudentConfig, Weights)> {
-    let meta = GgufMeta::read(path)?;
-    let n_layers = meta.u64("llama.block_count").unwrap_or(0) as usize;
-    if layers.is_empty() {
-        return Err(Error::Invalid(
-            "--layers is empty: name the teacher blocks to keep, e.g. 0,6,12".into(),
-        ));
-    }
-    if let Some(&bad) = layers.iter().find(|&&l| l >= n_layers) {
-        return Err(Error::Invalid(format!(
-            "--layers names block '{bad}', the teacher has blocks 0..{}",
-            n_layers.saturating_sub(1)
-        )));
-    }
-    let mut cfg = teacher_config(&meta, path, layers.len())?;
+    let profile = TeacherProfile::read(path)?;
+    profile.require_init()?;
+    profile.check_layers(layers)?;
+    let cfg = teacher_config(&profile, layers.len());
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let content = gguf_file::Content::read(&mut file).map_err(|e| Error::Gguf {
         path: path.to_path_buf(),
@@ -94,42 +58,79 @@ pub fn from_teacher(path: &Path, layers: &[usize]) -> Result<(StudentConfig, Wei
         load("token_embd.weight")?,
     );
     w.insert("model.norm.weight".into(), load("output_norm.weight")?);
-    cfg.tie_word_embeddings = !content.tensor_infos.contains_key("output.weight");
     if !cfg.tie_word_embeddings {
         w.insert("lm_head.weight".into(), load("output.weight")?);
     }
-    let hd = cfg.head_dim();
+    let permuted = profile.family().permuted_qk();
     for (i, &l) in layers.iter().enumerate() {
-        let (src, dst) = (format!("blk.{l}"), format!("model.layers.{i}"));
-        let q = unpermute(
-            &load(&format!("{src}.attn_q.weight"))?,
-            cfg.num_attention_heads,
-            hd,
-        )?;
-        let k = unpermute(
-            &load(&format!("{src}.attn_k.weight"))?,
-            cfg.num_key_value_heads,
-            hd,
-        )?;
-        w.insert(format!("{dst}.self_attn.q_proj.weight"), q);
-        w.insert(format!("{dst}.self_attn.k_proj.weight"), k);
-        for (gg, hf) in [
-            ("attn_v", "self_attn.v_proj"),
-            ("attn_output", "self_attn.o_proj"),
-            ("ffn_gate", "mlp.gate_proj"),
-            ("ffn_up", "mlp.up_proj"),
-            ("ffn_down", "mlp.down_proj"),
-            ("attn_norm", "input_layernorm"),
-            ("ffn_norm", "post_attention_layernorm"),
-        ] {
-            w.insert(
-                format!("{dst}.{hf}.weight"),
-                load(&format!("{src}.{gg}.weight"))?,
-            );
-        }
+        load_block(&mut load, &cfg, (l, i), permuted, &mut w)?;
     }
     super::io::check_weights(&cfg, &w)?;
     Ok((cfg, w))
+}
+
+/// Teacher block `src` as student block `dst`: attention (Q/K unpermuted where the GGUF
+/// permuted them, biases where the config has them), MLP and norms.
+fn load_block(
+    load: &mut dyn FnMut(&str) -> Result<Tensor>,
+    cfg: &StudentConfig,
+    (src, dst): (usize, usize),
+    permuted: bool,
+    w: &mut Weights,
+) -> Result<()> {
+    let (src, dst) = (format!("blk.{src}"), format!("model.layers.{dst}"));
+    let hd = cfg.head_dim();
+    let kinds: &[&str] = if cfg.attention_bias {
+        &["weight", "bias"]
+    } else {
+        &["weight"]
+    };
+    for (gg, hf, heads) in [
+        ("attn_q", "q_proj", cfg.num_attention_heads),
+        ("attn_k", "k_proj", cfg.num_key_value_heads),
+        ("attn_v", "v_proj", 0),
+    ] {
+        for kind in kinds {
+            let t = load(&format!("{src}.{gg}.{kind}"))?;
+            let t = if permuted && heads > 0 {
+                unpermute_any(&t, heads, hd)?
+            } else {
+                t
+            };
+            w.insert(format!("{dst}.self_attn.{hf}.{kind}"), t);
+        }
+    }
+    for (gg, hf) in [
+        ("attn_output", "self_attn.o_proj"),
+        ("ffn_gate", "mlp.gate_proj"),
+        ("ffn_up", "mlp.up_proj"),
+        ("ffn_down", "mlp.down_proj"),
+        ("attn_norm", "input_layernorm"),
+        ("ffn_norm", "post_attention_layernorm"),
+    ] {
+        let t = load(&format!("{src}.{gg}.weight"))?;
+        w.insert(format!("{dst}.{hf}.weight"), t);
+    }
+    Ok(())
+}
+
+/// [`unpermute`] of a matrix, or of a bias vector (its rows are permuted alike).
+fn unpermute_any(t: &Tensor, heads: usize, hd: usize) -> Result<Tensor> {
+    match t.dims() {
+        [n] => Ok(unpermute(&t.reshape((*n, 1))?, heads, hd)?.reshape(*n)?),
+        _ => unpermute(t, heads, hd),
+    }
+}
+
+/// [`permute`] of a matrix or a bias vector; used by export.
+///
+/// # Errors
+/// As [`permute`].
+pub fn permute_any(t: &Tensor, heads: usize, hd: usize) -> Result<Tensor> {
+    match t.dims() {
+        [n] => Ok(permute(&t.reshape((*n, 1))?, heads, hd)?.reshape(*n)?),
+        _ => permute(t, heads, hd),
+    }
 }
 
 /// Undo llama.cpp's Q/K row permutation: rows are stored per head as (hd/2, 2) interleaved

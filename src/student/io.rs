@@ -35,6 +35,11 @@ pub fn param_shapes(cfg: &StudentConfig) -> Vec<(String, Vec<usize>)> {
         ] {
             out.push((format!("{p}.{name}"), shape));
         }
+        if cfg.attention_bias {
+            for (name, n) in [("q_proj", h), ("k_proj", kv), ("v_proj", kv)] {
+                out.push((format!("{p}.self_attn.{name}.bias"), vec![n]));
+            }
+        }
     }
     out.push(("model.norm.weight".to_string(), vec![h]));
     if !cfg.tie_word_embeddings {
@@ -43,7 +48,7 @@ pub fn param_shapes(cfg: &StudentConfig) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-/// Normal(0, 0.02) matrices and unit norms, from a seeded generator (candle's CPU device
+/// Normal(0, 0.02) matrices, unit norms and zero biases, from a seeded generator (candle's CPU device
 /// cannot be seeded).
 ///
 /// # Errors
@@ -53,7 +58,9 @@ pub fn random_weights(cfg: &StudentConfig, seed: u64) -> Result<Weights> {
     let mut out = Weights::new();
     for (name, shape) in param_shapes(cfg) {
         let n: usize = shape.iter().product();
-        let data: Vec<f32> = if shape.len() == 1 {
+        let data: Vec<f32> = if name.ends_with(".bias") {
+            vec![0.0; n]
+        } else if shape.len() == 1 {
             vec![1.0; n]
         } else {
             (0..n).map(|_| 0.02 * normal(&mut rng)).collect()
@@ -153,4 +160,85 @@ pub fn save_config(dir: &Path, cfg: &StudentConfig) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(cfg)?;
     bytes.push(b'\n');
     write_atomic(&dir.join("config.json"), &bytes)
+}
+
+/// Where a student came from: its teacher, whose tokenizer it shares. Written as
+/// `provenance.json` into the student directory, read by export and chat to find the
+/// tokenizer and chat template again.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    /// Teacher GGUF file name.
+    pub file: String,
+    /// Where the teacher GGUF was when the student was made.
+    pub path: std::path::PathBuf,
+    /// sha256 of the teacher GGUF.
+    #[serde(default)]
+    pub sha256: String,
+    /// Vocabulary size.
+    pub n_vocab: usize,
+    /// Tokenizer fingerprint ([`crate::gguf::GgufMeta::tokenizer_fingerprint`]).
+    pub tokenizer_fingerprint: String,
+}
+
+/// Path of the provenance file in a student directory.
+pub fn provenance_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("provenance.json")
+}
+
+impl Provenance {
+    /// Write `dir/provenance.json` atomically.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self)?;
+        bytes.push(b'\n');
+        write_atomic(&provenance_path(dir), &bytes)
+    }
+
+    /// Read the provenance of the student in `dir`: `provenance.json`, or for a directory
+    /// written before it existed, the `teacher` of its `train_state.json`; `Ok(None)` when
+    /// neither is there.
+    ///
+    /// # Errors
+    /// [`Error::Json`] for a damaged file.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        if let Ok(bytes) = std::fs::read(provenance_path(dir)) {
+            return Ok(Some(serde_json::from_slice(&bytes)?));
+        }
+        let Ok(bytes) = std::fs::read(dir.join("train_state.json")) else {
+            return Ok(None);
+        };
+        let state: serde_json::Value = serde_json::from_slice(&bytes)?;
+        match state.get("teacher") {
+            Some(t) => Ok(Some(serde_json::from_value(t.clone())?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Start a student directory: `config.json`, `provenance.json`, and `tokenizer.json` built
+/// from the teacher's GGUF. Returns a warning when that tokenizer cannot be reproduced (the
+/// directory is still usable by distill; only Hugging Face tools need the file).
+///
+/// # Errors
+/// [`Error::Io`] and serialisation errors.
+pub fn create_dir(
+    dir: &Path,
+    cfg: &StudentConfig,
+    teacher: &crate::gguf::GgufMeta,
+    provenance: &Provenance,
+) -> Result<Option<String>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    save_config(dir, cfg)?;
+    provenance.save(dir)?;
+    let path = dir.join("tokenizer.json");
+    match crate::gguf::tokenizer::write_tokenizer_json(teacher, &path) {
+        Ok(()) => Ok(None),
+        Err(Error::Invalid(why)) => Ok(Some(format!(
+            "no tokenizer.json in '{}': {why}. distill itself does not need it (it tokenizes with the teacher); Hugging Face tools do",
+            dir.display()
+        ))),
+        Err(e) => Err(e),
+    }
 }

@@ -7,9 +7,9 @@ pub mod importance;
 pub mod init;
 pub mod io;
 pub mod model;
+pub mod pretrained;
 pub mod prune;
 pub mod shape;
-pub mod tokenizer;
 
 pub use config::{Preset, StudentConfig};
 pub use model::Student;

@@ -1,6 +1,7 @@
 //! The student network: a Llama decoder (Touvron et al. 2023, arXiv:2302.13971) — RMSNorm,
 //! rotary position embeddings in the Hugging Face `rotate_half` layout, grouped-query
-//! attention, SwiGLU MLP — shaped after candle-transformers' `models/llama.rs`.
+//! attention (with Qwen2's optional q/k/v biases), SwiGLU MLP — shaped after
+//! candle-transformers' `models/llama.rs`.
 //!
 //! Unlike that file, `forward` returns logits for every position (training needs them) and
 //! every op is differentiable: candle's fused `rms_norm`, `rope` and `softmax_last_dim` have
@@ -116,10 +117,11 @@ impl Attention {
     fn new(cfg: &StudentConfig, vb: VarBuilder) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
         let kv = cfg.num_key_value_heads * hd;
+        let bias = cfg.attention_bias; // Qwen2: q/k/v biases, none on the output
         Ok(Self {
-            q: candle_nn::linear_no_bias(h, h, vb.pp("q_proj"))?,
-            k: candle_nn::linear_no_bias(h, kv, vb.pp("k_proj"))?,
-            v: candle_nn::linear_no_bias(h, kv, vb.pp("v_proj"))?,
+            q: candle_nn::linear_b(h, h, bias, vb.pp("q_proj"))?,
+            k: candle_nn::linear_b(h, kv, bias, vb.pp("k_proj"))?,
+            v: candle_nn::linear_b(h, kv, bias, vb.pp("v_proj"))?,
             o: candle_nn::linear_no_bias(h, h, vb.pp("o_proj"))?,
             heads: cfg.num_attention_heads,
             kv_heads: cfg.num_key_value_heads,
@@ -344,7 +346,10 @@ mod tests {
     use candle_nn::VarMap;
 
     fn tiny() -> (StudentConfig, VarMap, Student) {
-        let cfg = StudentConfig::tiny_test();
+        tiny_of(StudentConfig::tiny_test())
+    }
+
+    fn tiny_of(cfg: StudentConfig) -> (StudentConfig, VarMap, Student) {
         let vm = io::var_map(&io::random_weights(&cfg, 5).expect("init")).expect("vars");
         let s = Student::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
             .expect("student");
@@ -381,7 +386,14 @@ mod tests {
 
     #[test]
     fn every_parameter_receives_a_gradient() {
-        let (_, vm, s) = tiny();
+        every_parameter_receives_a_gradient_in(StudentConfig::tiny_test());
+        let biased = StudentConfig::tiny_test().with_attention_bias();
+        every_parameter_receives_a_gradient_in(biased);
+    }
+
+    fn every_parameter_receives_a_gradient_in(cfg: StudentConfig) {
+        let (cfg, vm, s) = tiny_of(cfg);
+        let n_vars = vm.data().lock().expect("lock").len();
         let grads = probe(&s, &ids()).backward().expect("backward");
         for (name, var) in vm.data().lock().expect("lock").iter() {
             let g = grads
@@ -396,6 +408,7 @@ mod tests {
                 .expect("scalar");
             assert!(norm > 0.0, "zero gradient for {name}");
         }
+        assert_eq!(n_vars, io::param_shapes(&cfg).len());
     }
 
     #[test]

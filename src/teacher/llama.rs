@@ -60,10 +60,23 @@ pub struct TeacherInfo {
     pub chat_template: String,
 }
 
+/// How to render a conversation for a model without a chat template (a base model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NoTemplate {
+    /// Refuse, naming the alternatives.
+    #[default]
+    Refuse,
+    /// ChatML, llama.cpp's built-in `chatml` template.
+    ChatMl,
+    /// The messages' text joined by blank lines: the model continues it.
+    Plain,
+}
+
 /// A teacher model loaded by llama.cpp.
 pub struct LlamaTeacher {
     model: LlamaModel,
     template: Option<LlamaChatTemplate>,
+    no_template: NoTemplate,
     /// Identity and vocabulary facts.
     pub info: TeacherInfo,
 }
@@ -122,6 +135,7 @@ impl LlamaTeacher {
         Ok(Self {
             model,
             template,
+            no_template: NoTemplate::Refuse,
             info,
         })
     }
@@ -135,6 +149,22 @@ impl LlamaTeacher {
             .into_iter()
             .map(|t| t.0 as u32)
             .collect()
+    }
+
+    /// Tokens of raw text as the model reads a document: BOS where the model wants one,
+    /// special-token texts left as text.
+    pub fn tokenize_text(&self, text: &str) -> Vec<u32> {
+        let vocab = self.model.vocab();
+        vocab
+            .tokenize(text.as_bytes(), true, false)
+            .into_iter()
+            .map(|t| t.0 as u32)
+            .collect()
+    }
+
+    /// Whether llama.cpp puts BOS before a text for this model.
+    pub fn adds_bos(&self) -> bool {
+        self.model.vocab().should_add_bos()
     }
 
     /// Text of one token (control tokens included), lossily decoded.
@@ -184,12 +214,25 @@ impl LlamaTeacher {
     /// # Errors
     /// [`Error::Llama`] if the model has no chat template or llama.cpp cannot apply it.
     pub fn render_prompt(&self, messages: &[Message]) -> Result<String> {
-        let template = self.template.as_ref().ok_or_else(|| {
-            Error::Llama(format!(
-                "teacher '{}' has no chat template; use an instruct/chat GGUF",
-                self.info.file
-            ))
-        })?;
+        let chatml;
+        let template = match (&self.template, self.no_template) {
+            (Some(t), _) => t,
+            (None, NoTemplate::ChatMl) => {
+                chatml = LlamaChatTemplate::new("chatml")
+                    .map_err(|e| Error::Llama(format!("chatml template: {e}")))?;
+                &chatml
+            }
+            (None, NoTemplate::Plain) => {
+                let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+                return Ok(texts.join("\n\n"));
+            }
+            (None, NoTemplate::Refuse) => {
+                return Err(Error::Llama(format!(
+                    "'{}' is a base model without a chat template: pass --template chatml (ChatML turns) or --template none (plain text to continue), or use an instruct/chat GGUF",
+                    self.info.file
+                )));
+            }
+        };
         let chat = messages
             .iter()
             .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
@@ -198,6 +241,16 @@ impl LlamaTeacher {
         self.model
             .apply_chat_template(template, &chat, true)
             .map_err(|e| Error::Llama(format!("cannot apply the chat template: {e}")))
+    }
+
+    /// What [`LlamaTeacher::render_prompt`] does when the model has no chat template.
+    pub fn set_no_template(&mut self, how: NoTemplate) {
+        self.no_template = how;
+    }
+
+    /// Whether the GGUF carries a chat template.
+    pub fn has_template(&self) -> bool {
+        self.template.is_some()
     }
 
     /// Training context length of the model.

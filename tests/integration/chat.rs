@@ -12,13 +12,13 @@ use crate::common::*;
 const PATIENCE: Duration = Duration::from_secs(180);
 
 /// One tmux server (own socket) running one session; killed on drop.
-struct Tmux {
+pub struct Tmux {
     socket: String,
 }
 
 impl Tmux {
     /// Start `shell_cmd` in a detached `w`×`h` session.
-    fn start(name: &str, shell_cmd: &str, w: u16, h: u16) -> Self {
+    pub fn start(name: &str, shell_cmd: &str, w: u16, h: u16) -> Self {
         let t = Tmux {
             socket: format!("distill-test-{}-{name}", std::process::id()),
         };
@@ -42,7 +42,7 @@ impl Tmux {
         t
     }
 
-    fn tmux(&self, args: &[&str]) -> Output {
+    pub fn tmux(&self, args: &[&str]) -> Output {
         Command::new("tmux")
             .args(["-L", &self.socket])
             .args(args)
@@ -50,34 +50,34 @@ impl Tmux {
             .expect("run tmux (is it installed?)")
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "chat"];
         args.extend(keys);
         self.tmux(&args);
     }
 
     /// Type `text` literally.
-    fn type_text(&self, text: &str) {
+    pub fn type_text(&self, text: &str) {
         self.tmux(&["send-keys", "-t", "chat", "-l", text]);
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "chat"]).stdout)
             .into_owned()
     }
 
-    fn display(&self, format: &str) -> String {
+    pub fn display(&self, format: &str) -> String {
         let out = self.tmux(&["display-message", "-p", "-t", "chat", format]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    fn resize(&self, w: u16, h: u16) {
+    pub fn resize(&self, w: u16, h: u16) {
         let (w, h) = (w.to_string(), h.to_string());
         self.tmux(&["resize-window", "-t", "chat", "-x", &w, "-y", &h]);
     }
 
     /// Poll the screen until `done` holds; panic with the screen after [`PATIENCE`].
-    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+    pub fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             let screen = self.screen();
@@ -101,7 +101,7 @@ impl Drop for Tmux {
 
 /// The shell line that runs `distill chat ARGS`, then records its exit status and the
 /// terminal's modes in `dir` (the pane stays open for the checks).
-fn chat_command(dir: &Path, args: &[String]) -> String {
+pub fn chat_command(dir: &Path, args: &[String]) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let mut cmd = quote(env!("CARGO_BIN_EXE_distill"));
     for a in ["chat"]
@@ -122,7 +122,7 @@ fn chat_command(dir: &Path, args: &[String]) -> String {
 }
 
 /// Quit with Ctrl+C; check the exit status is 0 and the terminal is back to normal.
-fn quit_and_check_restored(tmux: &Tmux, dir: &Path) {
+pub fn quit_and_check_restored(tmux: &Tmux, dir: &Path) {
     tmux.keys(&["C-c"]);
     let exit = dir.join("exit");
     let start = Instant::now();

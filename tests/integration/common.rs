@@ -19,6 +19,22 @@ pub fn teacher() -> PathBuf {
     path
 }
 
+/// The Gemma 3 270M teacher (a base model, SentencePiece vocabulary of 262144 tokens):
+/// `GEMMA_GGUF` or the path scripts/setup.sh fills.
+pub fn gemma() -> PathBuf {
+    let path = std::env::var_os("GEMMA_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gemma-3-270m-q4_k_m.gguf")
+        });
+    assert!(
+        path.exists(),
+        "Gemma teacher '{}' missing: run scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
 /// A fresh, empty directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);

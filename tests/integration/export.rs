@@ -20,7 +20,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::common::*;
 
-const ANSWER: &str = "The capital of France is Paris. It is famous for the Eiffel Tower, \
+pub const ANSWER: &str = "The capital of France is Paris. It is famous for the Eiffel Tower, \
     the Louvre museum, its cafes and its food.";
 
 /// Write a student directory whose train_state.json names the real teacher, with tokenizer
@@ -60,19 +60,19 @@ fn teacher_student(dir: &Path, layers: &[usize]) -> (StudentConfig, Weights) {
 }
 
 /// `distill export` of `dir` to `out` (teacher from train_state.json); returns stdout.
-fn export(dir: &Path, out: &Path, quant: &str) -> String {
+pub fn export(dir: &Path, out: &Path, quant: &str) -> String {
     let (dir, out) = (dir.display().to_string(), out.display().to_string());
     distill_ok(&["export", "--student", &dir, "--out", &out, "--quant", quant])
 }
 
-fn load(path: &Path) -> LlamaModel {
+pub fn load(path: &Path) -> LlamaModel {
     let backend = distill::teacher::llama::backend().expect("backend");
     LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
         .expect("llama.cpp loads the export")
 }
 
 /// A chat prompt rendered by the model's own template, then `answer`, in llama.cpp tokens.
-fn tokens(model: &LlamaModel, answer: &str) -> Vec<u32> {
+pub fn tokens(model: &LlamaModel, answer: &str) -> Vec<u32> {
     let template = model
         .chat_template(None)
         .expect("the GGUF carries a chat template");
@@ -93,7 +93,11 @@ fn tokens(model: &LlamaModel, answer: &str) -> Vec<u32> {
 }
 
 /// A llama.cpp context and a batch holding `toks`, logits requested where `logits(i)`.
-fn decode<'m>(model: &'m LlamaModel, toks: &[u32], logits: impl Fn(usize) -> bool) -> Decoded<'m> {
+pub fn decode<'m>(
+    model: &'m LlamaModel,
+    toks: &[u32],
+    logits: impl Fn(usize) -> bool,
+) -> Decoded<'m> {
     let backend = distill::teacher::llama::backend().expect("backend");
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(512))
@@ -111,10 +115,10 @@ fn decode<'m>(model: &'m LlamaModel, toks: &[u32], logits: impl Fn(usize) -> boo
     (ctx, batch)
 }
 
-type Decoded<'m> = (llama_cpp_2::context::LlamaContext<'m>, LlamaBatch<'static>);
+pub type Decoded<'m> = (llama_cpp_2::context::LlamaContext<'m>, LlamaBatch<'static>);
 
 /// llama.cpp's logits at every position of `toks`, [t][vocab].
-fn llama_logits(model: &LlamaModel, toks: &[u32]) -> Vec<Vec<f32>> {
+pub fn llama_logits(model: &LlamaModel, toks: &[u32]) -> Vec<Vec<f32>> {
     let (ctx, _batch) = decode(model, toks, |_| true);
     (0..toks.len())
         .map(|i| ctx.get_logits_ith(i as i32).to_vec())
@@ -136,7 +140,7 @@ fn llama_generate(model: &LlamaModel, toks: &[u32], n: usize) -> String {
 }
 
 /// The candle student's logits at every position of `toks`, [t][vocab].
-fn candle_logits(cfg: &StudentConfig, weights: &Weights, toks: &[u32]) -> Vec<Vec<f32>> {
+pub fn candle_logits(cfg: &StudentConfig, weights: &Weights, toks: &[u32]) -> Vec<Vec<f32>> {
     let vb = VarBuilder::from_tensors(weights.clone(), DType::F32, &Device::Cpu);
     let student = Student::new(cfg, vb).expect("candle student");
     let ids = Tensor::new(toks, &Device::Cpu).expect("ids").unsqueeze(0);
@@ -148,7 +152,7 @@ fn candle_logits(cfg: &StudentConfig, weights: &Weights, toks: &[u32]) -> Vec<Ve
         .expect("logits")
 }
 
-fn argmax(xs: &[f32]) -> u32 {
+pub fn argmax(xs: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &x) in xs.iter().enumerate() {
         if x > xs[best] {
@@ -160,16 +164,16 @@ fn argmax(xs: &[f32]) -> u32 {
 
 /// How far two [t][vocab] logit tables are apart.
 #[derive(Debug)]
-struct Diff {
+pub struct Diff {
     /// Largest |a - b| relative to the largest |a| (the logit scale).
-    rel_max: f32,
+    pub rel_max: f32,
     /// Mean |a - b|.
-    mean: f32,
+    pub mean: f32,
     /// Share of positions with the same argmax.
-    top1: f32,
+    pub top1: f32,
 }
 
-fn compare(a: &[Vec<f32>], b: &[Vec<f32>]) -> Diff {
+pub fn compare(a: &[Vec<f32>], b: &[Vec<f32>]) -> Diff {
     let (mut max, mut scale, mut sum, mut n, mut same) = (0f32, 0f32, 0f64, 0usize, 0usize);
     for (ra, rb) in a.iter().zip(b) {
         for (x, y) in ra.iter().zip(rb) {

@@ -257,7 +257,10 @@ fn bad_inputs_are_refused_before_anything_is_written() {
     args[at + 1] = "0,30".into();
     let err = distill_err(&args);
     assert!(err.contains("--layers"), "{err}");
-    assert!(err.contains("between 0 and 29"), "{err}");
+    assert!(
+        err.contains("'30'") && err.contains("blocks 0..=29"),
+        "{err}"
+    );
 
     let mut args = run_args(&dir, &out, 2);
     args.extend(["--split".into(), "60,50,10".into()]);

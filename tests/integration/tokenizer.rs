@@ -1,11 +1,17 @@
-//! The tokenizer.json built from the teacher GGUF against llama.cpp's own tokenizer.
+//! The tokenizer.json built from each test teacher's GGUF against llama.cpp's own
+//! tokenizer: SmolLM2 (byte-level BPE), Gemma 3 (SentencePiece, no prefix space), the
+//! depth-cut SmolLM2, and Gemma's vocabulary with SentencePiece's prefix space switched on
+//! (the Llama 2 / Mistral / TinyLlama convention), loaded by llama.cpp vocab-only.
 
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::Value;
 use distill::gguf::GgufMeta;
-use distill::student::tokenizer::{from_gguf, write_tokenizer_json};
+use distill::gguf::tokenizer::{from_gguf, write_tokenizer_json};
 use distill::teacher::LlamaTeacher;
 use tokenizers::Tokenizer;
 
-use crate::common::{teacher, temp_dir};
+use crate::common::{gemma, teacher, temp_dir};
 
 /// Plain text, tokenized without special-token parsing on the llama.cpp side.
 const PLAIN: &[&str] = &[
@@ -86,6 +92,9 @@ const TEMPLATED: &[&str] = &[
     "x<|im_start|>y <|im_end|> z",
     "<repo_name>distill<file_sep>src/main.rs\nfn main() {}<|endoftext|>",
     "<|im_start|>user\nWhat does 😀 mean in 日本語?<|im_end|>\n",
+    "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n",
+    "<bos>text after bos<eos>",
+    "<table><tr><td>cell</td></tr></table> and <b>bold</b>\t\ttabs  spaces\n\n\n",
 ];
 
 fn encode(tk: &Tokenizer, text: &str, add_special: bool) -> Vec<u32> {
@@ -95,8 +104,10 @@ fn encode(tk: &Tokenizer, text: &str, add_special: bool) -> Vec<u32> {
         .to_vec()
 }
 
-/// Every mismatch between our tokenizer and llama.cpp, as a readable line.
-fn mismatches(tk: &Tokenizer, llama: &LlamaTeacher) -> Vec<String> {
+/// Every mismatch between our tokenizer and llama.cpp, as a readable line: the ids, our
+/// decoding against llama.cpp's, and (without a prefix space, which SentencePiece adds
+/// after every special token) the round trip to the text.
+fn mismatches(tk: &Tokenizer, llama: &LlamaTeacher, prefix: bool) -> Vec<String> {
     let cases = PLAIN.iter().map(|t| (*t, false));
     let cases = cases.chain(TEMPLATED.iter().map(|t| (*t, true)));
     let mut bad = Vec::new();
@@ -107,10 +118,21 @@ fn mismatches(tk: &Tokenizer, llama: &LlamaTeacher) -> Vec<String> {
             bad.push(format!(
                 "{text:?} (special={special}):\n  llama.cpp {want:?}\n  ours      {got:?}"
             ));
+            continue;
         }
-        let decoded = tk.decode(&got, false).expect("decode");
-        if decoded != text || decoded != llama.detokenize(&want) {
-            bad.push(format!("{text:?} decodes to {decoded:?}"));
+        // The BOS the model adds is no part of the text.
+        let skip = usize::from(special && llama.adds_bos()).min(got.len());
+        let decoded = tk.decode(&got[skip..], false).expect("decode");
+        let theirs = llama.detokenize(&want[skip..]);
+        // llama.cpp's pieces keep SentencePiece's prefix space; its detokenizer drops it.
+        let theirs = match prefix {
+            true => theirs.strip_prefix(' ').unwrap_or(&theirs).to_string(),
+            false => theirs,
+        };
+        if decoded != theirs || (!prefix && decoded != text) {
+            bad.push(format!(
+                "{text:?} decodes to {decoded:?}, llama.cpp's to {theirs:?}"
+            ));
         }
     }
     bad
@@ -147,49 +169,95 @@ fn fuzz_mismatches(tk: &Tokenizer, llama: &LlamaTeacher, n: usize) -> Vec<String
     bad
 }
 
-#[test]
-fn tokenizer_from_gguf_matches_llama_cpp_exactly() {
-    let path = teacher();
-    let meta = GgufMeta::read(&path).expect("read GGUF");
+/// Whether llama.cpp puts a space before text (SentencePiece's `add_space_prefix`).
+fn prefix_space(llama: &LlamaTeacher) -> bool {
+    llama
+        .detokenize(&llama.tokenize("a", false))
+        .starts_with(' ')
+}
+
+/// Our tokenizer for the GGUF at `path` against llama.cpp's: the test set, 5000 random
+/// strings, and the vocabulary size.
+fn check_teacher(path: &Path, fuzz: usize) {
+    let meta = GgufMeta::read(path).expect("read GGUF");
     let tk = from_gguf(&meta).expect("tokenizer from GGUF");
-    let llama = LlamaTeacher::load(&path, String::new()).expect("load teacher");
+    let llama = LlamaTeacher::load_vocab(path).expect("load vocabulary");
     assert!(PLAIN.len() + TEMPLATED.len() >= 60);
-    let bad = mismatches(&tk, &llama);
+    let bad = mismatches(&tk, &llama, prefix_space(&llama));
     assert!(
         bad.is_empty(),
-        "{} of {} strings differ:\n{}",
+        "{}: {} of {} strings differ:\n{}",
+        path.display(),
         bad.len(),
         PLAIN.len() + TEMPLATED.len(),
         bad.join("\n")
     );
-    let bad = fuzz_mismatches(&tk, &llama, 5000);
+    let bad = fuzz_mismatches(&tk, &llama, fuzz);
     assert!(
         bad.is_empty(),
-        "{} of 5000 random strings differ:\n{}",
+        "{}: {} of {fuzz} random strings differ:\n{}",
+        path.display(),
         bad.len(),
         bad.join("\n")
     );
-    // A chat turn is a handful of tokens, with <|im_start|> as one token, not split.
-    let ids = encode(&tk, TEMPLATED[0], true);
-    assert_eq!(ids[0], tk.token_to_id("<|im_start|>").expect("im_start"));
     assert_eq!(tk.get_vocab_size(true), llama.info.n_vocab);
 }
 
 #[test]
+fn tokenizer_from_gguf_matches_llama_cpp_exactly() {
+    check_teacher(&teacher(), 5000);
+    // A chat turn is a handful of tokens, with <|im_start|> as one token, not split.
+    let tk = from_gguf(&GgufMeta::read(&teacher()).expect("meta")).expect("tokenizer");
+    let ids = encode(&tk, TEMPLATED[0], true);
+    assert_eq!(ids[0], tk.token_to_id("<|im_start|>").expect("im_start"));
+}
+
+#[test]
+fn sentencepiece_tokenizer_of_gemma_matches_llama_cpp_exactly() {
+    check_teacher(&gemma(), 5000);
+}
+
+#[test]
+fn tokenizer_of_the_depth_cut_teacher_matches_llama_cpp_exactly() {
+    check_teacher(crate::teachers::cut_teacher(), 1000);
+}
+
+/// Gemma's vocabulary with `add_space_prefix` on, as Llama 2, Mistral and TinyLlama GGUFs
+/// have it: a metadata-only GGUF that llama.cpp loads vocab-only.
+#[test]
+fn sentencepiece_tokenizer_with_a_prefix_space_matches_llama_cpp_exactly() {
+    let dir = temp_dir("tokenizer-spm-prefix");
+    let path = dir.join("gemma-prefix-vocab.gguf");
+    let mut meta = GgufMeta::read(&gemma()).expect("meta");
+    meta.kv
+        .insert("tokenizer.ggml.add_space_prefix".into(), Value::Bool(true));
+    let mut kv: Vec<(String, Value)> = meta.kv.into_iter().collect();
+    kv.sort_by(|a, b| a.0.cmp(&b.0));
+    distill::student::export::write_gguf(&path, &kv, &[]).expect("write vocab GGUF");
+    check_teacher(&path, 1000);
+    let llama = LlamaTeacher::load_vocab(&path).expect("vocab");
+    assert!(prefix_space(&llama), "the prefix space is on");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn tokenizer_json_round_trips_through_a_file() {
-    let meta = GgufMeta::read(&teacher()).expect("read GGUF");
-    let tk = from_gguf(&meta).expect("tokenizer from GGUF");
-    let dir = temp_dir("tokenizer_json_round_trip");
-    let path = dir.join("tokenizer.json");
-    write_tokenizer_json(&meta, &path).expect("write tokenizer.json");
-    let back = Tokenizer::from_file(&path).expect("load tokenizer.json");
-    for text in PLAIN.iter().chain(TEMPLATED) {
-        for special in [false, true] {
-            assert_eq!(
-                encode(&back, text, special),
-                encode(&tk, text, special),
-                "{text:?}"
-            );
+    for path in [teacher(), gemma()] {
+        let meta = GgufMeta::read(&path).expect("read GGUF");
+        let tk = from_gguf(&meta).expect("tokenizer from GGUF");
+        let dir = temp_dir("tokenizer_json_round_trip");
+        let file = dir.join("tokenizer.json");
+        write_tokenizer_json(&meta, &file).expect("write tokenizer.json");
+        let back = Tokenizer::from_file(&file).expect("load tokenizer.json");
+        for text in PLAIN.iter().chain(TEMPLATED) {
+            for special in [false, true] {
+                assert_eq!(
+                    encode(&back, text, special),
+                    encode(&tk, text, special),
+                    "{}: {text:?}",
+                    path.display()
+                );
+            }
         }
     }
 }

@@ -330,3 +330,39 @@ pub fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
     }
 }
+
+#[test]
+fn init_model_starts_from_a_small_model_that_shares_the_teachers_tokenizer() {
+    let root = temp_dir("train-init-model");
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json")
+    };
+    // A GGUF of the teacher's family and tokenizer: the depth-cut teacher, 8 blocks.
+    let from_gguf = root.join("from-gguf");
+    let model = format!("model:{}", crate::teachers::cut_teacher().display());
+    let steps = ["--steps", "2", "--freeze-embeddings", "--eval-every", "0"];
+    let stdout = distill_ok(&train_args(
+        &from_gguf,
+        &[&["--init", &model][..], &steps].concat(),
+    ));
+    assert!(stdout.contains("2 steps"), "{stdout}");
+    assert_eq!(json(&from_gguf.join("config.json"))["num_hidden_layers"], 8);
+    // A Hugging Face directory with its tokenizer.json: the student just written.
+    let from_dir = root.join("from-dir");
+    let model = format!("model:{}", from_gguf.display());
+    distill_ok(&train_args(
+        &from_dir,
+        &[&["--init", &model][..], &steps].concat(),
+    ));
+    assert_eq!(json(&from_dir.join("config.json"))["hidden_size"], 576);
+    // Another tokenizer is refused, and so is a malformed value.
+    let model = format!("model:{}", gemma().display());
+    let err = distill_err(&train_args(&root.join("x"), &["--init", &model]));
+    assert!(err.contains("another tokenizer"), "{err}");
+    let err = distill_err(&train_args(&root.join("y"), &["--init", "modle:x"]));
+    assert!(
+        err.contains("'modle:x'") && err.contains("model:PATH"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::cli::{EvalArgs, RunArgs};
 use crate::pipeline::summary::eval_rows;
 use crate::pipeline::{Event, RunState, Stage, Status};
-use crate::record::{self, Mode, Progress, RecordConfig, RecordSettings};
+use crate::record::{self, Progress, RecordConfig, RecordSettings};
 
 /// Records per shard: a stop, a kill or the time cap costs at most this many records.
 const SHARD_SIZE: usize = 16;
@@ -99,7 +99,7 @@ impl Job {
         let left = self.state.record_seconds_left();
         let cap = if valid { left * VALID_SHARE } else { left };
         let settings = RecordSettings {
-            mode: Mode::Generate,
+            mode: a.mode,
             k: TOP_K,
             temperature: 0.7,
             top_p: 0.9,
@@ -133,7 +133,7 @@ impl Job {
         let dir = cfg.out.clone();
         self.send(Event::StageStarted {
             stage,
-            note: record_note(stage, cap),
+            note: record_note(stage, cap, self.args.mode),
             cap: Some(cap),
         });
         let clock = Instant::now();
@@ -225,19 +225,23 @@ impl Job {
 }
 
 /// What a record stage is about to do, given its time cap.
-fn record_note(stage: Stage, cap: f64) -> String {
+fn record_note(stage: Stage, cap: f64, mode: crate::record::Mode) -> String {
     let which = if stage == Stage::RecordValid {
         "held-out"
     } else {
         "training"
     };
+    let verb = match mode {
+        crate::record::Mode::Generate => "answers",
+        crate::record::Mode::Score => "scores",
+    };
     if cap < 1.0 {
         format!(
-            "the record share is spent: the teacher answers one shard of {SHARD_SIZE} {which} prompts"
+            "the record share is spent: the teacher {verb} one shard of {SHARD_SIZE} {which} records"
         )
     } else {
         format!(
-            "the teacher answers the {which} prompts for up to {}",
+            "the teacher {verb} the {which} records for up to {}",
             crate::pipeline::summary::clock(cap)
         )
     }

@@ -10,11 +10,11 @@ use anyhow::{Context, bail};
 
 use super::stages::{Job, Outcome};
 use crate::cli::RunArgs;
-use crate::gguf::GgufMeta;
+use crate::gguf::{GgufMeta, TeacherProfile};
 use crate::pipeline::plan::{EVAL_EVERY, StepCosts, StepPlan, WARMUP, planned_steps};
-use crate::pipeline::{Event, Stage};
-use crate::student::io::{self, Weights};
-use crate::student::{StudentConfig, init, tokenizer};
+use crate::pipeline::{Event, RunSettings, Stage};
+use crate::student::io::{self, Provenance, Weights};
+use crate::student::{Preset, StudentConfig, init};
 use crate::train::checkpoint::TrainState;
 use crate::train::data::{self, Splits, Stream};
 use crate::train::metrics::{StepMetrics, ValidMetrics};
@@ -63,7 +63,12 @@ impl Job {
         let known = self.state.train_steps.or(a.train_steps);
         self.send(Event::StageStarted {
             stage: Stage::Train,
-            note: train_note(saved.as_ref(), known, &a.layers, windows),
+            note: train_note(
+                saved.as_ref(),
+                known,
+                &self.state.settings.student_init,
+                windows,
+            ),
             cap: Some(self.train_left(&setup)),
         });
         if saved.is_some() {
@@ -141,8 +146,10 @@ impl Job {
         stop: &AtomicBool,
     ) -> anyhow::Result<Ran> {
         let a = self.args.clone();
-        let (cfg, init) = student(&a, &s.dir, resume)?;
-        let settings = train_settings(&a, steps);
+        let (cfg, init) = student(&a, &self.state.settings, &s.dir, resume)?;
+        let mut settings = train_settings(&a, steps);
+        // A random student must learn its embeddings.
+        settings.freeze_embeddings &= !self.state.settings.layers.is_empty();
         let run = TrainRun {
             out: &s.dir,
             data: &s.splits,
@@ -239,14 +246,14 @@ impl Timer {
 fn train_note(
     saved: Option<&TrainState>,
     steps: Option<usize>,
-    layers: &[usize],
+    init: &str,
     windows: usize,
 ) -> String {
     match (saved, steps) {
         (Some(s), Some(n)) => format!("resuming at step {} of {n}", s.step),
-        (_, Some(n)) => format!("{n} steps from teacher blocks {layers:?}"),
+        (_, Some(n)) => format!("{n} steps, student from {init}"),
         (_, None) => format!(
-            "teacher blocks {layers:?}, {windows} windows: timing the first steps to plan the rest"
+            "student from {init}, {windows} windows: timing the first steps to plan the rest"
         ),
     }
 }
@@ -266,15 +273,30 @@ fn fallback_costs(dir: &Path, tokens_per_step: usize) -> StepCosts {
 }
 
 /// The student to train: the saved one (weights come from the checkpoint), or a fresh one
-/// made of the teacher's blocks `--layers`, written with its config and tokenizer.
-fn student(a: &RunArgs, dir: &Path, resume: bool) -> anyhow::Result<(StudentConfig, Weights)> {
+/// as [`plan_student`] chose, written with its config, provenance and tokenizer.
+fn student(
+    a: &RunArgs,
+    run: &RunSettings,
+    dir: &Path,
+    resume: bool,
+) -> anyhow::Result<(StudentConfig, Weights)> {
     if resume {
         let cfg = StudentConfig::read(dir)?;
         let w = io::random_weights(&cfg, a.seed)?; // replaced by the checkpoint
         return Ok((cfg, w));
     }
-    let (cfg, w) = init::from_teacher(&a.teacher, &a.layers)
-        .context("initialising the student from the teacher")?;
+    let meta = GgufMeta::read(&a.teacher)?;
+    let profile = TeacherProfile::from_meta(&meta)?;
+    let (cfg, w) = if run.layers.is_empty() {
+        let mut cfg = StudentConfig::preset(Preset::Base, profile.n_vocab);
+        cfg.max_position_embeddings = cfg.max_position_embeddings.max(a.seq_len);
+        (cfg.bos_token_id, cfg.eos_token_id) = (profile.bos, profile.eos);
+        let w = io::random_weights(&cfg, a.seed)?;
+        (cfg, w)
+    } else {
+        init::from_teacher(&a.teacher, &run.layers)
+            .context("initialising the student from the teacher")?
+    };
     if a.seq_len > cfg.max_position_embeddings {
         bail!(
             "--seq-len {} exceeds the student's max_position_embeddings {}",
@@ -282,10 +304,18 @@ fn student(a: &RunArgs, dir: &Path, resume: bool) -> anyhow::Result<(StudentConf
             cfg.max_position_embeddings
         );
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating '{}'", dir.display()))?;
-    io::save_config(dir, &cfg)?;
-    let meta = GgufMeta::read(&a.teacher)?;
-    tokenizer::write_tokenizer_json(&meta, &dir.join("tokenizer.json"))?;
+    let provenance = Provenance {
+        file: profile.file(),
+        path: a.teacher.clone(),
+        sha256: run.teacher.sha256.clone(),
+        n_vocab: profile.n_vocab,
+        tokenizer_fingerprint: profile.fingerprint.clone(),
+    };
+    // A tokenizer llama.cpp's cannot be matched for leaves a warning in the log, not a
+    // failed run: distill tokenizes with the teacher.
+    if let Some(warning) = io::create_dir(dir, &cfg, &meta, &provenance)? {
+        tracing::warn!("{warning}");
+    }
     Ok((cfg, w))
 }
 

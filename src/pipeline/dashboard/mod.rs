@@ -82,6 +82,10 @@ pub struct App {
     pub teacher: String,
     /// Budget, once the plan arrived.
     pub budget: Option<Budget>,
+    /// How the student starts, in words (from the plan).
+    pub student_init: String,
+    /// Whether the teacher answers prompts or scores given text (from the plan).
+    pub mode: crate::record::Mode,
     /// The stage list, in [`Stage::ALL`] order.
     pub stages: Vec<StageRow>,
     /// The running stage.
@@ -119,6 +123,8 @@ impl App {
             out,
             teacher: String::new(),
             budget: None,
+            student_init: String::new(),
+            mode: crate::record::Mode::Generate,
             stages: Stage::ALL
                 .iter()
                 .map(|_| StageRow {
@@ -282,6 +288,8 @@ impl App {
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         self.budget = Some(state.settings.budget);
+        self.student_init = state.settings.student_init.clone();
+        self.mode = state.settings.mode;
         for stage in Stage::ALL {
             let s = state.stage(stage);
             let row = &mut self.stages[stage.index()];

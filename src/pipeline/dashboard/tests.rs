@@ -28,6 +28,8 @@ fn state() -> RunState {
             valid_prompts_limit: 16,
             max_new_tokens: 256,
             layers: vec![0, 6, 12],
+            student_init: "teacher blocks 0,6,12".into(),
+            mode: crate::record::Mode::Generate,
             lr: 3e-4,
             alpha: 0.0,
             freeze_embeddings: true,

@@ -129,9 +129,13 @@ fn render_record(app: &App, stage: Stage, frame: &mut Frame, area: Rect) {
         r.tok_s(),
         r.eta_label()
     );
+    let verb = match app.mode {
+        crate::record::Mode::Generate => "answers",
+        crate::record::Mode::Score => "scores",
+    };
     let title = match stage {
-        Stage::RecordValid => " record valid: the teacher answers the held-out prompts ",
-        _ => " record train: the teacher answers the training prompts ",
+        Stage::RecordValid => format!(" record valid: the teacher {verb} the held-out records "),
+        _ => format!(" record train: the teacher {verb} the training records "),
     };
     frame.render_widget(
         Gauge::default()
@@ -174,7 +178,7 @@ fn render_train(app: &App, frame: &mut Frame, area: Rect) {
             .label(label),
         gauge,
     );
-    frame.render_widget(Paragraph::new(train_stats(t)), stats);
+    frame.render_widget(Paragraph::new(train_stats(t, &app.student_init)), stats);
     let [a, b, c] = Layout::horizontal([Constraint::Ratio(1, 3); 3]).areas(charts);
     let x = [0.0, t.steps.max(t.step).max(1) as f64];
     render_chart(frame, a, " loss / valid CE ", x, &t.loss, &t.valid_ce);
@@ -183,7 +187,7 @@ fn render_train(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 /// The latest training and validation figures, and the student's size.
-fn train_stats(t: &TrainProgress) -> Vec<Line<'static>> {
+fn train_stats(t: &TrainProgress, init: &str) -> Vec<Line<'static>> {
     let last = |xs: &[(f64, f64)]| xs.last().map(|p| p.1);
     let valid = t
         .last_valid
@@ -211,8 +215,13 @@ fn train_stats(t: &TrainProgress) -> Vec<Line<'static>> {
         ]),
         Line::styled(
             format!(
-                "student {:.1}M params (teacher-initialised) · {} training windows",
+                "student {:.1}M params ({}) · {} training windows",
                 t.params as f64 / 1e6,
+                if init.is_empty() {
+                    "teacher-initialised"
+                } else {
+                    init
+                },
                 t.windows
             ),
             DIM,
