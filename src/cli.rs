@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::record::Mode;
 use crate::student::Preset;
+use crate::student::shape::ShapeKind;
 use crate::train::schedule::Schedule;
 
 /// Where `scripts/setup.sh` puts the default teacher.
@@ -219,9 +220,17 @@ pub struct RunArgs {
     /// Longest teacher answer, in tokens.
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
-    /// Teacher blocks the student starts from (DistilBERT-style initialisation; default: a
-    /// fifth of the teacher's blocks, spread, the first and last kept). Teachers whose
-    /// architecture the student cannot copy (not llama or qwen2) get a random student.
+    /// How the student is cut from the teacher: auto (blocks and widths for --speedup by
+    /// a llama.cpp decode-cost model; heads, channels and MLP channels kept by importance
+    /// on the recorded answers) or blocks (the teacher's --layers at full width). Teachers
+    /// whose architecture the student cannot copy (not llama or qwen2) get a random student.
+    #[arg(long, value_enum, default_value_t = ShapeKind::Auto)]
+    pub shape: ShapeKind,
+    /// Decode speed-up over the teacher in llama.cpp that --shape auto aims for (1-100).
+    #[arg(long, default_value_t = 4.5, value_parser = speedup)]
+    pub speedup: f64,
+    /// Teacher blocks the student keeps (overrides the --shape choice; with --shape blocks
+    /// the default is a fifth of the teacher's blocks, spread, the first and last kept).
     #[arg(long, value_delimiter = ',')]
     pub layers: Option<Vec<usize>>,
     /// generate: the teacher answers the prompts; score: the given responses, or raw text
@@ -388,8 +397,16 @@ pub struct TrainArgs {
     /// (start from an existing small model with the teacher's tokenizer: fine-tuning).
     #[arg(long, default_value = "random", value_parser = parse_init)]
     pub init: InitKind,
-    /// Teacher blocks kept by --init teacher (default: a fifth of the teacher's blocks,
-    /// spread, the first and last kept).
+    /// How --init teacher cuts the student: auto (blocks and widths for --speedup by a
+    /// llama.cpp decode-cost model, heads and channels by importance on the corpus; --layers,
+    /// --kv-heads and --intermediate override its choices) or blocks (the teacher's
+    /// --layers at full width).
+    #[arg(long, value_enum, default_value_t = ShapeKind::Auto)]
+    pub shape: ShapeKind,
+    /// Decode speed-up over the teacher in llama.cpp that --shape auto aims for (1-100).
+    #[arg(long, default_value_t = 4.5, value_parser = speedup)]
+    pub speedup: f64,
+    /// Teacher blocks kept by --init teacher (default: --shape's choice).
     #[arg(long, value_delimiter = ',')]
     pub layers: Option<Vec<usize>>,
     /// Weight of hard-label cross-entropy: 1 = plain training, 0 = pure distillation.
@@ -655,4 +672,16 @@ fn whole_in(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
 
 fn answer_tokens(s: &str) -> Result<usize, String> {
     whole_in(s, 1, 4096)
+}
+
+fn speedup(s: &str) -> Result<f64, String> {
+    let x: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if (1.0..=100.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(format!("'{x}' is outside 1..=100"))
+    }
 }

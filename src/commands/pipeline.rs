@@ -81,7 +81,7 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
             .collect::<crate::Result<Vec<_>>>()?;
         check_sources(&profile, args.mode, &sources)?;
     }
-    let (layers, student_init) = student::plan_student(args, &profile)?;
+    let (shape, student_init) = student::plan_student(args, &profile)?;
     let [record, train, eval] = <[f64; 3]>::try_from(args.split.as_slice()).map_err(|_| {
         anyhow!(
             "--split '{:?}' must be three percentages: record, train, eval (e.g. 35,55,5)",
@@ -92,7 +92,8 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
         bail!("--batch and --valid-prompts-limit must be at least 1, --seq-len at least 2");
     }
     let mut settings = settings(args, [record, train, eval])?;
-    settings.layers = layers;
+    settings.layers = shape.as_ref().map_or_else(Vec::new, |s| s.layers.clone());
+    settings.shape = shape;
     settings.student_init = student_init;
     Ok(RunState::open(&args.out, settings)?)
 }
@@ -122,6 +123,7 @@ fn settings(args: &RunArgs, split: [f64; 3]) -> anyhow::Result<RunSettings> {
         max_new_tokens: args.max_new_tokens,
         layers: Vec::new(),
         student_init: String::new(),
+        shape: None,
         mode: args.mode,
         lr: args.lr,
         alpha: args.alpha,

@@ -7,10 +7,11 @@ use crate::cli::{InitKind, TrainArgs};
 use crate::gguf::{GgufMeta, TeacherProfile};
 use crate::record::Manifest;
 use crate::student::io::{self, Provenance, Weights};
-use crate::student::{StudentConfig, init, pretrained};
+use crate::student::shape::{Shape, ShapeRequest};
+use crate::student::{StudentConfig, init, pretrained, prune};
 use crate::teacher::TeacherInfo;
 use crate::train::checkpoint::TrainState;
-use crate::train::data;
+use crate::train::data::{self, Stream};
 use crate::train::metrics::ValidMetrics;
 use crate::train::{TrainEvent, TrainRun, TrainSettings, train};
 
@@ -96,7 +97,11 @@ fn show(a: &TrainArgs, bar: &ProgressBar, e: TrainEvent, last_valid: &mut Option
 
 /// Student config and initial weights, from the preset/sizes, the teacher, an existing
 /// model, or the saved run.
-fn student(a: &TrainArgs, teacher: &GgufMeta) -> anyhow::Result<(StudentConfig, Weights)> {
+fn student(
+    a: &TrainArgs,
+    teacher: &GgufMeta,
+    corpus: &Stream,
+) -> anyhow::Result<(StudentConfig, Weights)> {
     let profile = TeacherProfile::from_meta(teacher)?;
     if a.resume {
         let cfg = StudentConfig::read(&a.out)?;
@@ -105,13 +110,14 @@ fn student(a: &TrainArgs, teacher: &GgufMeta) -> anyhow::Result<(StudentConfig, 
     }
     let (cfg, w) = match &a.init {
         InitKind::Teacher => {
-            profile.require_init()?;
-            let layers = match &a.layers {
-                Some(l) => l.clone(),
-                None => profile.default_layers(profile.default_student_blocks()),
-            };
-            profile.check_layers(&layers)?;
-            init::from_teacher(&profile.path, &layers).context("initialising from the teacher")?
+            let shape = teacher_shape(a, &profile)?;
+            let windows = prune::calibration(&corpus.tokens, a.seq_len);
+            let (cfg, w, cut) = prune::cut_from_teacher(&profile.path, &shape, &windows, true)
+                .context("cutting the student from the teacher")?;
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("creating '{}'", a.out.display()))?;
+            cut.save(&a.out)?;
+            (cfg, w)
         }
         InitKind::Model(path) => pretrained::from_model(path, teacher)
             .with_context(|| format!("initialising from model '{}'", path.display()))?,
@@ -145,6 +151,23 @@ fn student(a: &TrainArgs, teacher: &GgufMeta) -> anyhow::Result<(StudentConfig, 
         );
     }
     Ok((cfg, w))
+}
+
+/// The shape `--init teacher` cuts: `--shape` with `--layers`, `--kv-heads` and
+/// `--intermediate` overriding its choices.
+fn teacher_shape(a: &TrainArgs, profile: &TeacherProfile) -> anyhow::Result<Shape> {
+    profile.require_init()?;
+    if let Some(l) = &a.layers {
+        profile.check_layers(l)?;
+    }
+    let request = ShapeRequest {
+        kind: a.shape,
+        speedup: a.speedup,
+        layers: a.layers.clone(),
+        kv_groups: a.kv_heads,
+        intermediate: a.intermediate,
+    };
+    Ok(request.resolve(&init::teacher_config(profile, profile.blocks))?)
 }
 
 /// The corpus's teacher as stored in its manifest, and the teacher GGUF to use (`--teacher`
@@ -182,7 +205,9 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
             a.out.display()
         );
     }
-    let (cfg, init) = student(a, &meta)?;
+    if matches!(a.init, InitKind::Teacher) && !a.resume {
+        teacher_shape(a, &TeacherProfile::from_meta(&meta)?)?;
+    }
     let valid_fraction = if a.valid_corpus.is_some() {
         0.0
     } else {
@@ -190,6 +215,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
     };
     let mut splits = data::load(&a.corpus, valid_fraction, a.seed)
         .with_context(|| format!("reading corpus '{}'", a.corpus.display()))?;
+    let (cfg, init) = student(a, &meta, &splits.train)?;
     let valid = match &a.valid_corpus {
         Some(dir) => {
             let v = data::load(dir, 0.0, a.seed)

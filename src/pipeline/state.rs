@@ -61,6 +61,10 @@ pub struct RunSettings {
     /// How the student starts, in words (teacher blocks, or random and why).
     #[serde(default)]
     pub student_init: String,
+    /// The student's shape when it is cut from the teacher (`None`: random, or a run file
+    /// from before pruning, whose student kept `layers` at full width).
+    #[serde(default)]
+    pub shape: Option<crate::student::shape::Shape>,
     /// generate (the teacher answers) or score (given responses, raw text).
     #[serde(default)]
     pub mode: crate::record::Mode,
@@ -136,6 +140,12 @@ impl RunSettings {
             (
                 "--layers",
                 list(self.layers.iter().map(usize::to_string).collect()),
+            ),
+            (
+                "--shape",
+                self.shape
+                    .as_ref()
+                    .map_or("blocks".into(), |s| s.describe()),
             ),
             ("--mode", format!("{:?}", self.mode).to_lowercase()),
             ("--lr", self.lr.to_string()),
@@ -307,6 +317,7 @@ mod tests {
             max_new_tokens: 256,
             layers: vec![0, 29],
             student_init: String::new(),
+            shape: None,
             mode: crate::record::Mode::Generate,
             lr: 3e-4,
             alpha: 0.0,

@@ -11,6 +11,7 @@
 //! student's normed activations keep the teacher's scale.
 
 use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::config::StudentConfig;
 use super::importance::{Importance, top_indices};
@@ -176,8 +177,62 @@ pub fn prune(
     Ok((cfg, out))
 }
 
+/// Windows of the training corpus importance is measured on (8 x 256 tokens: about ten
+/// seconds of the teacher's forward in candle on 2 cores).
+pub const CALIBRATION_WINDOWS: usize = 8;
+
+/// The calibration text importance is measured on: the first [`CALIBRATION_WINDOWS`]
+/// windows of `seq_len` tokens of a training stream.
+pub fn calibration(tokens: &[u32], seq_len: usize) -> Vec<Vec<u32>> {
+    tokens
+        .chunks(seq_len.max(1))
+        .take(CALIBRATION_WINDOWS)
+        .map(<[u32]>::to_vec)
+        .collect()
+}
+
+/// What a cut kept, stored as `shape.json` in the student directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cut {
+    /// The shape.
+    pub shape: Shape,
+    /// The teacher's hidden channels the student kept, ascending (the student's channel
+    /// `i` is the teacher's `hidden_channels[i]`).
+    pub hidden_channels: Vec<usize>,
+    /// The teacher's block influence (ShortGPT), per teacher block.
+    pub block_influence: Vec<f64>,
+    /// Calibration tokens importance was measured on.
+    pub calibration_tokens: usize,
+}
+
+impl Cut {
+    /// File name in the student directory.
+    pub const FILE: &'static str = "shape.json";
+
+    /// Write `dir/shape.json` atomically.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn save(&self, dir: &std::path::Path) -> Result<()> {
+        crate::record::write_atomic(&dir.join(Self::FILE), &serde_json::to_vec_pretty(self)?)
+    }
+
+    /// `dir/shape.json`, if the student was cut from its teacher.
+    ///
+    /// # Errors
+    /// An unreadable or malformed file.
+    pub fn read(dir: &std::path::Path) -> Result<Option<Self>> {
+        let path = dir.join(Self::FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
 /// A student of `shape` cut from the teacher GGUF at `path`, importance measured on the
-/// calibration `windows` (token ids); also returns the importance.
+/// calibration `windows` (token ids): its config, weights, and what it kept.
 ///
 /// # Errors
 /// As [`super::init::from_teacher`], [`super::importance::measure`] and [`prune`].
@@ -186,7 +241,7 @@ pub fn cut_from_teacher(
     shape: &Shape,
     windows: &[Vec<u32>],
     rescale_norms: bool,
-) -> Result<(StudentConfig, Weights, Importance)> {
+) -> Result<(StudentConfig, Weights, Cut)> {
     let meta = GgufMeta::read(path)?;
     let arch = meta.architecture().unwrap_or("llama");
     let n = meta.u64(&format!("{arch}.block_count")).unwrap_or(0) as usize;
@@ -199,7 +254,13 @@ pub fn cut_from_teacher(
     let imp = super::importance::measure(&teacher, windows)?;
     drop(teacher);
     let (scfg, sw) = prune(&cfg, &w, &imp, shape, rescale_norms)?;
-    Ok((scfg, sw, imp))
+    let cut = Cut {
+        shape: shape.clone(),
+        hidden_channels: top_indices(&imp.hidden, shape.hidden),
+        block_influence: imp.block.clone(),
+        calibration_tokens: imp.tokens,
+    };
+    Ok((scfg, sw, cut))
 }
 
 #[cfg(test)]

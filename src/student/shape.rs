@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::config::StudentConfig;
+use crate::gguf::profile::spread;
 use crate::{Error, Result};
 
 /// What a pruned student keeps of its teacher.
@@ -75,6 +76,19 @@ impl Shape {
         Ok(())
     }
 
+    /// The shape in words: `4 blocks (0,10,20,29), hidden 576, 3 KV groups, MLP 1152`.
+    pub fn describe(&self) -> String {
+        let blocks: Vec<String> = self.layers.iter().map(usize::to_string).collect();
+        format!(
+            "{} blocks ({}), hidden {}, {} KV groups, MLP {}",
+            self.layers.len(),
+            blocks.join(","),
+            self.hidden,
+            self.kv_groups,
+            self.intermediate
+        )
+    }
+
     /// The student config of this shape.
     pub fn config(&self, teacher: &StudentConfig) -> StudentConfig {
         let heads = self.kv_groups * teacher.num_attention_heads / teacher.num_key_value_heads;
@@ -108,20 +122,67 @@ pub fn decode_ms(cfg: &StudentConfig) -> f64 {
     BLOCK_MS * cfg.num_hidden_layers as f64 + MWEIGHT_MS * weights as f64 / 1e6
 }
 
-/// `n` of `total` blocks spread evenly, the first and the last always kept.
-pub fn spread(n: usize, total: usize) -> Vec<usize> {
-    match (n, total) {
-        (0, _) | (_, 0) => Vec::new(),
-        (1, _) => vec![0],
-        _ if n >= total => (0..total).collect(),
-        _ => (0..n)
-            .map(|i| ((i * (total - 1)) as f64 / (n - 1) as f64).round() as usize)
-            .collect(),
-    }
-}
-
 /// MLP widths tried, as fractions of the teacher's (rounded down to multiples of 64).
 const MLP_FRACTIONS: [f64; 7] = [1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25];
+
+/// How a teacher-initialised student is cut from its teacher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ShapeKind {
+    /// Blocks and widths chosen for `--speedup` by the decode-cost model; heads, channels
+    /// and MLP channels kept by importance measured on the corpus.
+    #[default]
+    Auto,
+    /// The teacher's `--layers` at full width (DistilBERT-style).
+    Blocks,
+}
+
+/// What the user asked for: a kind, a speed-up for `auto`, and sizes that override it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ShapeRequest {
+    /// Auto or the teacher's blocks at full width.
+    pub kind: ShapeKind,
+    /// The decode speed-up `auto` aims for.
+    pub speedup: f64,
+    /// Teacher blocks to keep (overrides the choice).
+    pub layers: Option<Vec<usize>>,
+    /// Grouped-query groups to keep (sets the hidden size: groups x heads x head width).
+    pub kv_groups: Option<usize>,
+    /// MLP channels to keep.
+    pub intermediate: Option<usize>,
+}
+
+impl ShapeRequest {
+    /// The shape of this request for a teacher of sizes `teacher`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad speed-up or sizes the teacher does not have.
+    pub fn resolve(&self, teacher: &StudentConfig) -> Result<Shape> {
+        let mut shape = match self.kind {
+            ShapeKind::Auto => Shape::auto(teacher, self.speedup)?,
+            ShapeKind::Blocks => Shape {
+                layers: spread(
+                    teacher.num_hidden_layers,
+                    (teacher.num_hidden_layers as f64 / 5.0).round().max(2.0) as usize,
+                ),
+                ..Shape::full(teacher)
+            },
+        };
+        if let Some(l) = &self.layers {
+            shape.layers = l.clone();
+        }
+        if let Some(g) = self.kv_groups {
+            let per_group = teacher.num_attention_heads / teacher.num_key_value_heads.max(1);
+            shape.kv_groups = g;
+            shape.hidden = g * per_group * teacher.head_dim();
+        }
+        if let Some(i) = self.intermediate {
+            shape.intermediate = i;
+        }
+        shape.check(teacher)?;
+        Ok(shape)
+    }
+}
 
 impl Shape {
     /// The `--shape auto` student of a teacher of sizes `teacher`: among cuts with at least
@@ -182,7 +243,7 @@ impl Shape {
                 for f in MLP_FRACTIONS {
                     let width = (teacher.intermediate_size as f64 * f) as usize / 64 * 64;
                     out.push(Shape {
-                        layers: spread(blocks, teacher.num_hidden_layers),
+                        layers: spread(teacher.num_hidden_layers, blocks),
                         hidden: kv_groups * per_group * teacher.head_dim(),
                         kv_groups,
                         intermediate: width.max(64).min(teacher.intermediate_size),
@@ -204,21 +265,12 @@ mod tests {
     }
 
     #[test]
-    fn spread_keeps_the_ends_and_spaces_the_rest() {
-        assert_eq!(spread(4, 30), vec![0, 10, 19, 29]);
-        assert_eq!(spread(6, 30), vec![0, 6, 12, 17, 23, 29]);
-        assert_eq!(spread(2, 5), vec![0, 4]);
-        assert_eq!(spread(9, 5), vec![0, 1, 2, 3, 4]);
-        assert_eq!(spread(1, 5), vec![0]);
-    }
-
-    #[test]
     fn the_cost_model_reproduces_the_measured_teacher_and_cuts() {
         // llama-bench tg128, 2 threads: teacher ~106 tok/s (9.4 ms), 6 full blocks ~330.
         let t = decode_ms(&smollm2());
         assert!((9.0..11.0).contains(&t), "{t}");
         let six = Shape {
-            layers: spread(6, 30),
+            layers: spread(30, 6),
             ..Shape::full(&smollm2())
         };
         let s = decode_ms(&six.config(&smollm2()));

@@ -1,21 +1,20 @@
 //! How the student of `distill run` starts, decided from the teacher's profile before any
-//! stage runs. (Issue 12's pruning replaces this file.)
+//! stage runs: cut from the teacher (`--shape auto` or `blocks`) where the student can copy
+//! its blocks, else random at the base preset.
 
 use anyhow::bail;
 
 use crate::cli::RunArgs;
 use crate::gguf::TeacherProfile;
-use crate::gguf::profile::join;
+use crate::student::init;
+use crate::student::shape::{Shape, ShapeRequest};
 
-/// How the run's student starts, decided from the teacher's profile before any stage runs:
-/// the teacher's blocks (`--layers`, by default a fifth of them spread) where the student
-/// can copy them, else a random student at the base preset. Returns the blocks (empty for
-/// random) and the choice in words, for the screen and `run.json`. (The one function
-/// issue 12's pruning replaces.)
+/// The run's student shape (`None`: random) and the choice in words, for the screen and
+/// `run.json`.
 pub(crate) fn plan_student(
     a: &RunArgs,
     p: &TeacherProfile,
-) -> anyhow::Result<(Vec<usize>, String)> {
+) -> anyhow::Result<(Option<Shape>, String)> {
     if let Some(why) = &p.init_blocker {
         if a.layers.is_some() {
             bail!(
@@ -24,17 +23,23 @@ pub(crate) fn plan_student(
             );
         }
         return Ok((
-            Vec::new(),
+            None,
             with_tokenizer_note(p, format!("random init, base preset ({why})")),
         ));
     }
-    let layers = match &a.layers {
-        Some(l) => l.clone(),
-        None => p.default_layers(p.default_student_blocks()),
+    if let Some(layers) = &a.layers {
+        p.check_layers(layers)?;
+    }
+    let request = ShapeRequest {
+        kind: a.shape,
+        speedup: a.speedup,
+        layers: a.layers.clone(),
+        kv_groups: None,
+        intermediate: None,
     };
-    p.check_layers(&layers)?;
-    let note = format!("teacher blocks {}", join(&layers));
-    Ok((layers, with_tokenizer_note(p, note)))
+    let shape = request.resolve(&init::teacher_config(p, p.blocks))?;
+    let note = format!("cut from the teacher: {}", shape.describe());
+    Ok((Some(shape), with_tokenizer_note(p, note)))
 }
 
 /// `note`, and the warning that tokenizer.json will be missing when it will.

@@ -14,7 +14,7 @@ use crate::gguf::{GgufMeta, TeacherProfile};
 use crate::pipeline::plan::{EVAL_EVERY, StepCosts, StepPlan, WARMUP, planned_steps};
 use crate::pipeline::{Event, RunSettings, Stage};
 use crate::student::io::{self, Provenance, Weights};
-use crate::student::{Preset, StudentConfig, init};
+use crate::student::{Preset, StudentConfig, init, prune};
 use crate::train::checkpoint::TrainState;
 use crate::train::data::{self, Splits, Stream};
 use crate::train::metrics::{StepMetrics, ValidMetrics};
@@ -146,7 +146,7 @@ impl Job {
         stop: &AtomicBool,
     ) -> anyhow::Result<Ran> {
         let a = self.args.clone();
-        let (cfg, init) = student(&a, &self.state.settings, &s.dir, resume)?;
+        let (cfg, init) = student(&a, &self.state.settings, &s.dir, resume, &s.splits.train)?;
         let mut settings = train_settings(&a, steps);
         // A random student must learn its embeddings.
         settings.freeze_embeddings &= !self.state.settings.layers.is_empty();
@@ -279,6 +279,7 @@ fn student(
     run: &RunSettings,
     dir: &Path,
     resume: bool,
+    corpus: &Stream,
 ) -> anyhow::Result<(StudentConfig, Weights)> {
     if resume {
         let cfg = StudentConfig::read(dir)?;
@@ -287,15 +288,26 @@ fn student(
     }
     let meta = GgufMeta::read(&a.teacher)?;
     let profile = TeacherProfile::from_meta(&meta)?;
-    let (cfg, w) = if run.layers.is_empty() {
-        let mut cfg = StudentConfig::preset(Preset::Base, profile.n_vocab);
-        cfg.max_position_embeddings = cfg.max_position_embeddings.max(a.seq_len);
-        (cfg.bos_token_id, cfg.eos_token_id) = (profile.bos, profile.eos);
-        let w = io::random_weights(&cfg, a.seed)?;
-        (cfg, w)
-    } else {
-        init::from_teacher(&a.teacher, &run.layers)
-            .context("initialising the student from the teacher")?
+    let (cfg, w) = match &run.shape {
+        None if run.layers.is_empty() => {
+            let mut cfg = StudentConfig::preset(Preset::Base, profile.n_vocab);
+            cfg.max_position_embeddings = cfg.max_position_embeddings.max(a.seq_len);
+            (cfg.bos_token_id, cfg.eos_token_id) = (profile.bos, profile.eos);
+            let w = io::random_weights(&cfg, a.seed)?;
+            (cfg, w)
+        }
+        // A run file from before pruning: the teacher's blocks at full width.
+        None => init::from_teacher(&a.teacher, &run.layers)
+            .context("initialising the student from the teacher")?,
+        Some(shape) => {
+            let windows = prune::calibration(&corpus.tokens, a.seq_len);
+            let (cfg, w, cut) = prune::cut_from_teacher(&a.teacher, shape, &windows, true)
+                .context("cutting the student from the teacher")?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating '{}'", dir.display()))?;
+            cut.save(dir)?;
+            (cfg, w)
+        }
     };
     if a.seq_len > cfg.max_position_embeddings {
         bail!(

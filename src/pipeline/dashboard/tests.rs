@@ -29,6 +29,7 @@ fn state() -> RunState {
             max_new_tokens: 256,
             layers: vec![0, 6, 12],
             student_init: "teacher blocks 0,6,12".into(),
+            shape: None,
             mode: crate::record::Mode::Generate,
             lr: 3e-4,
             alpha: 0.0,
