@@ -252,6 +252,10 @@ pub struct RunArgs {
     /// teacher's, which makes steps faster: docs/BENCHMARKS.md).
     #[arg(long)]
     pub train_embeddings: bool,
+    /// Weight of the hidden-state loss, 1 - cos(student, teacher) of the final hidden
+    /// states (0: off; above 0 the record stages also store the teacher's, 0-100).
+    #[arg(long, default_value_t = 0.0, value_parser = weight)]
+    pub hidden_weight: f32,
     /// Windows per optimizer step.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
@@ -436,6 +440,10 @@ pub struct TrainArgs {
     /// Clip the gradient norm (0 = off).
     #[arg(long, default_value_t = 1.0)]
     pub grad_clip: f64,
+    /// Weight of the hidden-state term 1 - cos(student, teacher) of the final hidden states
+    /// (0: off; the corpus must be recorded with --hidden; 0-100).
+    #[arg(long, default_value_t = 0.0, value_parser = weight)]
+    pub hidden_weight: f32,
     /// Keep the token embeddings and output projection as initialised (with --init teacher,
     /// the teacher's): faster steps, and the student keeps the teacher's vocabulary space.
     #[arg(long)]
@@ -544,6 +552,10 @@ pub struct RecordArgs {
     /// Skip (and count) bad lines and records too long for the context instead of stopping.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Also store the teacher's final hidden state (after the output norm) at every target
+    /// position, for `distill train --hidden-weight` (about 4x the corpus size at H 576).
+    #[arg(long)]
+    pub hidden: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -683,5 +695,17 @@ fn speedup(s: &str) -> Result<f64, String> {
         Ok(x)
     } else {
         Err(format!("'{x}' is outside 1..=100"))
+    }
+}
+
+fn weight(s: &str) -> Result<f32, String> {
+    let x: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=100.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(format!("'{x}' is outside 0..=100"))
     }
 }

@@ -257,6 +257,7 @@ impl<'m> LlamaDecoder<'m> {
                 n_batch: 512,
                 threads: self.threads,
                 k: 1,
+                hidden: false,
             })?);
         }
         self.session

@@ -37,6 +37,7 @@ pub fn teacher(args: &BenchTeacherArgs) -> anyhow::Result<()> {
         n_batch: N_BATCH,
         threads,
         k,
+        hidden: false,
     };
     let out_dir = std::env::temp_dir().join(format!("distill-bench-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir)?;
@@ -185,6 +186,7 @@ pub fn train(args: &crate::cli::BenchTrainArgs) -> anyhow::Result<()> {
             .collect(),
         topk_logprobs: (0..n * k).map(|i| -1.0 - (i % k) as f32 * 0.1).collect(),
         k,
+        ..Targets::default()
     };
     let loss_cfg = LossConfig {
         alpha: 0.5,

@@ -30,6 +30,7 @@ impl From<&RecordArgs> for RecordConfig {
                 shard_size: a.shard_size,
                 skip_bad: a.skip_bad,
                 threads: super::threads(a.teacher.threads),
+                hidden: a.hidden,
             },
         }
     }

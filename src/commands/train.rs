@@ -39,6 +39,7 @@ fn settings(a: &TrainArgs, steps: usize) -> TrainSettings {
         save_every: a.save_every,
         seed: a.seed,
         freeze_embeddings: a.freeze_embeddings,
+        hidden_weight: a.hidden_weight,
     }
 }
 

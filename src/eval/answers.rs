@@ -109,6 +109,7 @@ pub fn write_answers(
         n_batch: 512,
         threads,
         k: 1,
+        hidden: false,
     };
     let mut session = llm.session(params)?;
     let mut jobs: Vec<Job> = prompts
@@ -156,6 +157,7 @@ pub fn judge(teacher: &LlamaTeacher, answers: &[Answer], threads: usize) -> Resu
         n_batch: 512,
         threads,
         k: 1,
+        hidden: false,
     })?;
     let (mut nll, mut tokens) = (0.0f64, 0usize);
     for a in answers.iter().filter(|a| !a.answer.is_empty()) {

@@ -111,6 +111,7 @@ pub fn quality(model: &Model, corpus: &Path, n_vocab: usize, threads: usize) -> 
                 n_batch: 512,
                 threads,
                 k: 1,
+                hidden: false,
             };
             let mut session = t.session(params)?;
             score_corpus(corpus, |tokens, wanted, f| {

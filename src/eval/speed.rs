@@ -65,6 +65,7 @@ pub fn llama(path: &Path, threads: usize) -> Result<Speed> {
         n_batch: 512,
         threads,
         k: 1,
+        hidden: false,
     })?;
     let short = t.tokenize(SHORT, true);
     let mut long = t.tokenize(&long_text(), true);

@@ -191,6 +191,7 @@ mod tests {
         let mut printed = 0;
         for n in 1..=40 {
             let m = StepMetrics {
+                hidden: 0.0,
                 step: n,
                 loss: 1.0,
                 ce: 1.0,

@@ -8,8 +8,12 @@ use super::write_atomic;
 use crate::teacher::TeacherInfo;
 use crate::{Error, Result};
 
-/// Version of the corpus format this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the corpus format this build writes. Version 2 added the optional `hidden`
+/// tensor (and the `hidden` setting); a version 1 corpus is a version 2 corpus without it,
+/// so both are read.
+pub const SCHEMA_VERSION: u32 = 2;
+/// Oldest version this build reads.
+pub const OLDEST_READABLE: u32 = 1;
 /// File name of the manifest inside a corpus directory.
 pub const MANIFEST: &str = "manifest.json";
 
@@ -52,6 +56,9 @@ pub struct RecordSettings {
     pub skip_bad: bool,
     /// CPU threads (informational: does not change results).
     pub threads: usize,
+    /// Whether shards hold the teacher's final hidden state at every target (`hidden`).
+    #[serde(default)]
+    pub hidden: bool,
 }
 
 impl RecordSettings {
@@ -69,6 +76,11 @@ impl RecordSettings {
             format!("{:?}", other.mode).to_lowercase(),
         );
         check("--top-k", self.k.to_string(), other.k.to_string());
+        check(
+            "--hidden",
+            self.hidden.to_string(),
+            other.hidden.to_string(),
+        );
         check("--ctx", self.ctx.to_string(), other.ctx.to_string());
         check(
             "--parallel",
@@ -202,11 +214,12 @@ impl Manifest {
         let version = value
             .get("schema_version")
             .and_then(serde_json::Value::as_u64);
-        if version != Some(u64::from(SCHEMA_VERSION)) {
+        let readable = u64::from(OLDEST_READABLE)..=u64::from(SCHEMA_VERSION);
+        if !version.is_some_and(|v| readable.contains(&v)) {
             return Err(Error::Corpus {
                 path,
                 reason: format!(
-                    "schema_version {version:?}, this build reads {SCHEMA_VERSION}; use a matching distill"
+                    "schema_version {version:?}, this build reads {OLDEST_READABLE} to {SCHEMA_VERSION}; use a matching distill"
                 ),
             });
         }
@@ -214,7 +227,7 @@ impl Manifest {
             .map(Some)
             .map_err(|e| Error::Corpus {
                 path,
-                reason: format!("manifest does not match format v1: {e}"),
+                reason: format!("manifest does not match format v{SCHEMA_VERSION}: {e}"),
             })
     }
 
@@ -264,6 +277,7 @@ mod tests {
             shard_size: 128,
             skip_bad: false,
             threads: 2,
+            hidden: false,
         }
     }
 

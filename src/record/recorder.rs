@@ -192,6 +192,7 @@ fn run_recording(
         n_batch: N_BATCH,
         threads: s.threads,
         k: s.k,
+        hidden: s.hidden,
     })?;
     let clock = Instant::now();
     let mut first = start;

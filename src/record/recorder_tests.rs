@@ -35,6 +35,7 @@ fn config(prompts: &Path, out: &Path, mode: Mode) -> RecordConfig {
             shard_size: 2,
             skip_bad: false,
             threads: 1,
+            hidden: false,
         },
         limit: None,
         minutes: None,

@@ -7,6 +7,7 @@
 //! | `target_mask` | U8 | [N] | 1 where the next token is a response token |
 //! | `topk_ids` | U16 or U32 | [M, k] | teacher's k most likely next tokens, M = sum(mask) |
 //! | `topk_logprobs` | F16 | [M, k] | their log-probabilities, descending |
+//! | `hidden` (optional, v2) | F16 | [M, H] | teacher's final hidden state (after the output norm) |
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -41,6 +42,10 @@ pub struct Shard {
     pub topk_ids: Vec<u32>,
     /// `[M, k]` log-probabilities.
     pub topk_logprobs: Vec<f16>,
+    /// `[M, H]` final hidden states, or empty.
+    pub hidden: Vec<f16>,
+    /// Width `H` of a hidden-state row (0 without them).
+    pub hidden_size: usize,
 }
 
 impl Shard {
@@ -74,6 +79,11 @@ impl Shard {
         self.topk_ids.extend_from_slice(&seq.topk_ids);
         self.topk_logprobs
             .extend(seq.topk_logprobs.iter().map(|&x| f16::from_f32(x)));
+        if !seq.hidden.is_empty() {
+            self.hidden_size = seq.hidden.len() / seq.n_targets().max(1);
+            self.hidden
+                .extend(seq.hidden.iter().map(|&x| f16::from_f32(x)));
+        }
     }
 
     /// The token range of sequence `i`.
@@ -98,7 +108,8 @@ impl Shard {
         } else {
             (Dtype::U32, le_bytes(&self.topk_ids, |x| x.to_le_bytes()))
         };
-        let views = [
+        let hidden = le_bytes(&self.hidden, |x| x.to_le_bytes());
+        let mut views = vec![
             (
                 "tokens",
                 TensorView::new(Dtype::U32, vec![self.tokens.len()], &tokens)?,
@@ -120,9 +131,18 @@ impl Shard {
                 TensorView::new(Dtype::F16, vec![m, self.k], &logprobs)?,
             ),
         ];
+        if self.hidden_size > 0 {
+            let view = TensorView::new(Dtype::F16, vec![m, self.hidden_size], &hidden)?;
+            views.push(("hidden", view));
+        }
         // One metadata key only: safetensors keeps metadata in a HashMap, and a single key
         // keeps the header (and so the file) byte-identical between runs.
-        let meta = HashMap::from([("format".to_string(), "distill-corpus-v1".to_string())]);
+        let format = if self.hidden_size > 0 {
+            "distill-corpus-v2"
+        } else {
+            "distill-corpus-v1"
+        };
+        let meta = HashMap::from([("format".to_string(), format.to_string())]);
         Ok(safetensors::serialize(views, Some(meta))?)
     }
 
@@ -166,6 +186,13 @@ impl Shard {
             _ => read_le(&ids_view, Dtype::U32, u32::from_le_bytes)?,
         };
         let topk_logprobs = read_le(&get("topk_logprobs")?, Dtype::F16, f16::from_le_bytes)?;
+        let (hidden, hidden_size) = match st.tensor("hidden") {
+            Ok(view) => (
+                read_le(&view, Dtype::F16, f16::from_le_bytes)?,
+                *view.shape().get(1).ok_or("hidden is not 2-D")?,
+            ),
+            Err(_) => (Vec::new(), 0),
+        };
         let shard = Self {
             k,
             tokens,
@@ -173,6 +200,8 @@ impl Shard {
             target_mask,
             topk_ids,
             topk_logprobs,
+            hidden,
+            hidden_size,
         };
         shard.check()?;
         Ok(shard)
@@ -195,6 +224,14 @@ impl Shard {
             return Err(format!(
                 "{m} masked positions but {} top-k rows",
                 self.targets()
+            ));
+        }
+        if self.hidden.len() != self.hidden_size * self.targets() {
+            return Err(format!(
+                "{} hidden values for {} rows of width {}",
+                self.hidden.len(),
+                self.targets(),
+                self.hidden_size
             ));
         }
         Ok(())
@@ -239,6 +276,7 @@ mod tests {
             topk_ids: (0..m * k).map(|i| i as u32 % 70_000).collect(),
             topk_logprobs: (0..m * k).map(|i| -(i as f32) * 0.25).collect(),
             stop: None,
+            hidden: Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
@@ -272,6 +272,15 @@ impl LlamaTeacher {
             .with_n_seq_max(parallel as u32)
             .with_n_threads(params.threads as i32)
             .with_n_threads_batch(params.threads as i32);
+        // Embeddings make llama.cpp output every position (logits too), not only the
+        // requested ones; only a session that keeps hidden states pays for that.
+        let cparams = if params.hidden {
+            cparams
+                .with_embeddings(true)
+                .with_pooling_type(LlamaPoolingType::None)
+        } else {
+            cparams
+        };
         let ctx = self.model.new_context(backend()?, cparams).map_err(|e| {
             Error::Llama(format!(
                 "cannot create a context of {} tokens: {e}",

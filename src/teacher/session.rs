@@ -27,6 +27,9 @@ pub struct SessionParams {
     pub threads: usize,
     /// Log-probabilities kept per position.
     pub k: usize,
+    /// Also keep the teacher's final hidden state (after the output norm) at every target
+    /// position: llama.cpp's embeddings output with pooling off.
+    pub hidden: bool,
 }
 
 /// One sequence to decode.
@@ -72,6 +75,8 @@ pub struct Sequence {
     pub topk_ids: Vec<u32>,
     /// `[n_targets, k]` log-probabilities.
     pub topk_logprobs: Vec<f32>,
+    /// `[n_targets, n_embd]` final hidden states, when the session keeps them.
+    pub hidden: Vec<f32>,
     /// How it ended (`None` while running).
     pub stop: Option<Stop>,
 }
@@ -340,6 +345,12 @@ impl<'m> Session<'m> {
             slot.seq
                 .topk_logprobs
                 .extend_from_slice(&lps[i * k..(i + 1) * k]);
+            if self.params.hidden {
+                let h = self.ctx.embeddings_ith(rows[i].1).map_err(|_| {
+                    Error::Llama("llama.cpp returned no hidden state for a target row".into())
+                })?;
+                slot.seq.hidden.extend_from_slice(h);
+            }
             if slot.fed < slot.total {
                 continue; // teacher-forced: more prompt or response to feed
             }

@@ -25,6 +25,10 @@ pub struct Stream {
     topk_logprobs: Vec<f32>,
     /// Log-probs per row.
     pub k: usize,
+    /// Teacher final hidden states, [rows, hidden_size] (empty when not recorded).
+    hidden: Vec<half::f16>,
+    /// Width of a hidden-state row (0 when not recorded).
+    pub hidden_size: usize,
 }
 
 impl Stream {
@@ -40,6 +44,12 @@ impl Stream {
                 self.topk_ids.extend_from_slice(&shard.topk_ids[r.clone()]);
                 self.topk_logprobs
                     .extend(shard.topk_logprobs[r].iter().map(|x| x.to_f32()));
+                if shard.hidden_size > 0 {
+                    let h = shard.hidden_size;
+                    self.hidden_size = h;
+                    self.hidden
+                        .extend_from_slice(&shard.hidden[row * h..(row + 1) * h]);
+                }
                 row += 1;
             } else {
                 self.row_of.push(NO_TARGET);
@@ -67,6 +77,8 @@ impl Stream {
             topk_ids: Vec::new(),
             topk_logprobs: Vec::new(),
             k: self.k,
+            hidden: Vec::new(),
+            hidden_size: self.hidden_size,
         };
         for (b, &w) in ws.iter().enumerate() {
             let start = w * seq_len;
@@ -81,6 +93,11 @@ impl Stream {
                     let r = row as usize * self.k..(row as usize + 1) * self.k;
                     t.topk_ids.extend_from_slice(&self.topk_ids[r.clone()]);
                     t.topk_logprobs.extend_from_slice(&self.topk_logprobs[r]);
+                    let h = self.hidden_size;
+                    if h > 0 {
+                        let r = row as usize * h..(row as usize + 1) * h;
+                        t.hidden.extend(self.hidden[r].iter().map(|x| x.to_f32()));
+                    }
                 }
             }
         }
@@ -189,6 +206,7 @@ mod tests {
                 topk_ids: (0..m * 2).map(|i| 100 + i as u32).collect(),
                 topk_logprobs: vec![-0.5; m * 2],
                 stop: None,
+                hidden: Vec::new(),
             });
         }
         s

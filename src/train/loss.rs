@@ -74,6 +74,10 @@ pub struct Targets {
     pub topk_logprobs: Vec<f32>,
     /// Entries per row.
     pub k: usize,
+    /// The teacher's final hidden state per row, [N, hidden_size] (empty when not recorded).
+    pub hidden: Vec<f32>,
+    /// Width of a teacher hidden-state row (0 when not recorded).
+    pub hidden_size: usize,
 }
 
 /// Statistics of a batch of rows, as **sums** so that batches add up; divide by `rows`
@@ -86,6 +90,8 @@ pub struct LossStats {
     pub kd: f64,
     /// Rows where the student's argmax is the teacher's top-1 (ties count as agreement).
     pub top1_agree: usize,
+    /// Sum over rows of the hidden-state term `1 - cos` (0 when it is off).
+    pub hidden: f64,
     /// Rows counted.
     pub rows: usize,
 }
@@ -96,6 +102,7 @@ impl LossStats {
         self.ce += other.ce;
         self.kd += other.kd;
         self.top1_agree += other.top1_agree;
+        self.hidden += other.hidden;
         self.rows += other.rows;
     }
 

@@ -149,6 +149,7 @@ fn loss_matches_hand_computed_values() -> Result<()> {
         topk_ids: vec![1, 0, 2, 3],
         topk_logprobs: vec![-0.4, -1.6, -0.3, -2.0],
         k: 2,
+        ..Targets::default()
     };
     let h =
         Tensor::from_iter(z.iter().flatten().map(|&x| x as f32), &Device::Cpu)?.reshape((2, 4))?;
@@ -262,6 +263,7 @@ fn kd_is_zero_when_student_matches_teacher() -> Result<()> {
         topk_ids: vec![0, 1, 2, 3, 0, 1, 2, 3],
         topk_logprobs: l.to_vec(),
         k: 4,
+        ..Targets::default()
     };
     let shifted: Vec<f32> = l
         .iter()
@@ -306,6 +308,7 @@ fn stats_count_top1_agreement() -> Result<()> {
         topk_ids: vec![2, 0, 1, 0, 3, 2],
         topk_logprobs: vec![-0.1, -2.5, -0.3, -1.4, -0.2, -1.8],
         k: 2,
+        ..Targets::default()
     };
     let h = Tensor::from_slice(&z, (3, 4), &Device::Cpu)?;
     let w = Tensor::eye(4, DType::F32, &Device::Cpu)?;

@@ -27,6 +27,9 @@ pub struct StepMetrics {
     pub kd: f64,
     /// Share of targets where the student's top-1 is the teacher's.
     pub top1: f64,
+    /// Hidden-state term `1 - cos` (0 when off).
+    #[serde(default)]
+    pub hidden: f64,
     /// Learning rate used.
     pub lr: f64,
     /// Gradient norm before clipping.

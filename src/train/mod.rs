@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod hidden;
 pub mod loss;
 mod loss_kernel;
 mod loss_op;

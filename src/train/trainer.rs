@@ -12,11 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, TrainState, start_state};
 use super::data::{self, Splits, Stream};
+use super::hidden::hidden_loss;
 use super::loss::{Divergence, LossConfig, LossStats, kd_loss};
 use super::metrics::{StepMetrics, ValidMetrics, metrics_file, validate, write_metric};
 use super::optim::{AdamW, AdamWParams};
 use super::schedule::{Schedule, lr_at};
 use crate::student::io::{self, Weights};
+use crate::student::prune::Cut;
 use crate::student::{Student, StudentConfig};
 use crate::{Error, Result};
 
@@ -60,6 +62,10 @@ pub struct TrainSettings {
     /// Keep the token embeddings and output projection as initialised (the teacher's).
     #[serde(default)]
     pub freeze_embeddings: bool,
+    /// Weight of the hidden-state term `1 - cos` (0: off; needs a corpus recorded with
+    /// `--hidden`).
+    #[serde(default)]
+    pub hidden_weight: f32,
 }
 
 impl TrainSettings {
@@ -193,6 +199,7 @@ pub fn train(run: TrainRun<'_>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainS
         s,
         loss: loss_cfg,
         out: run.out,
+        hidden: hidden_term(&run, train)?,
     };
     while state.step < s.steps {
         let mut m = stepper.step(&mut state)?;
@@ -238,6 +245,36 @@ struct Stepper<'a> {
     s: &'a TrainSettings,
     loss: LossConfig,
     out: &'a Path,
+    /// Weight of the hidden-state term and the teacher channels it compares on.
+    hidden: Option<(f32, Option<Tensor>)>,
+}
+
+/// The hidden-state term of a run, when its weight is set: checked against the corpus,
+/// with the teacher channels a narrower student kept (from its `shape.json`).
+fn hidden_term(run: &TrainRun<'_>, train: &Stream) -> Result<Option<(f32, Option<Tensor>)>> {
+    let w = run.settings.hidden_weight;
+    if w <= 0.0 {
+        return Ok(None);
+    }
+    if train.hidden_size == 0 {
+        return Err(Error::Invalid(format!(
+            "--hidden-weight '{w}' needs the teacher's hidden states: record the corpus with --hidden"
+        )));
+    }
+    if train.hidden_size == run.config.hidden_size {
+        return Ok(Some((w, None)));
+    }
+    let cut = Cut::read(run.out)?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "the student's hidden size {} is not the teacher's {}, and '{}' has no shape.json saying which teacher channels it kept; use --hidden-weight 0",
+            run.config.hidden_size,
+            train.hidden_size,
+            run.out.display()
+        ))
+    })?;
+    let ix: Vec<u32> = cut.hidden_channels.iter().map(|&c| c as u32).collect();
+    let n = ix.len();
+    Ok(Some((w, Some(Tensor::from_vec(ix, n, &Device::Cpu)?))))
 }
 
 impl Stepper<'_> {
@@ -250,7 +287,9 @@ impl Stepper<'_> {
         let (mut agg, mut loss_sum, mut tokens) = (LossStats::default(), 0.0, 0);
         for _ in 0..s.grad_accum.max(1) {
             let ws = next_windows(&mut self.order, state, self.windows, s);
-            let (loss, stats) = step_loss(self.student, self.data, &ws, s.seq_len, &self.loss)?;
+            let hidden = self.hidden.as_ref().map(|(w, c)| (*w, c.as_ref()));
+            let (loss, stats) =
+                step_loss(self.student, self.data, &ws, s.seq_len, &self.loss, hidden)?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             if !value.is_finite() {
                 return Err(Error::Invalid(format!(
@@ -291,6 +330,7 @@ impl Stepper<'_> {
             ce: agg.mean_ce(),
             kd: agg.mean_kd(),
             top1: agg.top1_rate(),
+            hidden: agg.hidden / agg.rows.max(1) as f64,
             lr,
             grad_norm: norm,
             tok_s: tokens as f64 / t0.elapsed().as_secs_f64(),
@@ -306,6 +346,7 @@ fn step_loss(
     ws: &[usize],
     seq_len: usize,
     cfg: &LossConfig,
+    term: Option<(f32, Option<&Tensor>)>,
 ) -> Result<(Tensor, LossStats)> {
     let (ids, positions, targets) = data.batch(ws, seq_len);
     let ids = Tensor::from_vec(ids, (ws.len(), seq_len), &Device::Cpu)?;
@@ -316,7 +357,13 @@ fn step_loss(
     let h = h
         .reshape((ws.len() * seq_len, hidden))?
         .index_select(&rows, 0)?; // [n, hidden]
-    Ok(kd_loss(&h, student.output_weight(), &targets, cfg)?)
+    let (loss, mut stats) = kd_loss(&h, student.output_weight(), &targets, cfg)?;
+    let Some((weight, channels)) = term else {
+        return Ok((loss, stats));
+    };
+    let cos = hidden_loss(&h, &targets, channels)?;
+    stats.hidden = f64::from(cos.to_scalar::<f32>()?) * n as f64;
+    Ok(((loss + (cos * f64::from(weight))?)?, stats))
 }
 
 /// The next `batch` windows of the data order, moving to a new epoch when one runs out.

@@ -353,6 +353,7 @@ fn train_settings(a: &RunArgs, steps: usize) -> TrainSettings {
         save_every: EVAL_EVERY,
         seed: a.seed,
         freeze_embeddings: !a.train_embeddings,
+        hidden_weight: a.hidden_weight,
     }
 }
 
