@@ -49,6 +49,14 @@ fn save_student(dir: &Path, cfg: &StudentConfig, weights: &Weights, fingerprint:
     std::fs::write(state_path(dir), json).expect("train_state.json");
 }
 
+/// A student of the real teacher's tokenizer (any shape), saved in `dir` for export.
+pub fn save_teacher_student(dir: &Path, cfg: &StudentConfig, weights: &Weights) {
+    let fingerprint = GgufMeta::read(&teacher())
+        .expect("meta")
+        .tokenizer_fingerprint();
+    save_student(dir, cfg, weights, &fingerprint);
+}
+
 /// A student made of the teacher's blocks `layers`, saved in `dir`.
 fn teacher_student(dir: &Path, layers: &[usize]) -> (StudentConfig, Weights) {
     let (cfg, weights) = init::from_teacher(&teacher(), layers).expect("init");

@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod families;
 mod pipeline;
+mod pruning;
 mod qwen2;
 mod record;
 mod teachers;
