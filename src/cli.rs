@@ -444,6 +444,10 @@ pub struct TrainArgs {
     /// (0: off; the corpus must be recorded with --hidden; 0-100).
     #[arg(long, default_value_t = 0.0, value_parser = weight)]
     pub hidden_weight: f32,
+    /// Share of the steps, at the end, trained on-policy (GKD): the student answers the
+    /// corpus prompts, the teacher scores its answers, training continues on those (0-1).
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    pub on_policy: f64,
     /// Keep the token embeddings and output projection as initialised (with --init teacher,
     /// the teacher's): faster steps, and the student keeps the teacher's vocabulary space.
     #[arg(long)]
@@ -707,5 +711,17 @@ fn weight(s: &str) -> Result<f32, String> {
         Ok(x)
     } else {
         Err(format!("'{x}' is outside 0..=100"))
+    }
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    let x: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=1.0).contains(&x) {
+        Ok(x)
+    } else {
+        Err(format!("'{x}' is outside 0..=1"))
     }
 }

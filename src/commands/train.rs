@@ -13,6 +13,7 @@ use crate::teacher::TeacherInfo;
 use crate::train::checkpoint::TrainState;
 use crate::train::data::{self, Stream};
 use crate::train::metrics::ValidMetrics;
+use crate::train::on_policy::OnPolicy;
 use crate::train::{TrainEvent, TrainRun, TrainSettings, train};
 
 fn settings(a: &TrainArgs, steps: usize) -> TrainSettings {
@@ -40,6 +41,7 @@ fn settings(a: &TrainArgs, steps: usize) -> TrainSettings {
         seed: a.seed,
         freeze_embeddings: a.freeze_embeddings,
         hidden_weight: a.hidden_weight,
+        on_policy: a.on_policy,
     }
 }
 
@@ -93,6 +95,17 @@ fn show(a: &TrainArgs, bar: &ProgressBar, e: TrainEvent, last_valid: &mut Option
         TrainEvent::Saved { step } => {
             super::say(bar, a.quiet, format!("step {step:>5}  checkpoint saved"))
         }
+        TrainEvent::OnPolicy {
+            answers,
+            targets,
+            seconds,
+        } => super::say(
+            bar,
+            a.quiet,
+            format!(
+                "on-policy: the student wrote {answers} answers ({targets} tokens), the teacher scored them ({seconds:.0} s)"
+            ),
+        ),
     }
 }
 
@@ -251,6 +264,19 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         (None, None) => windows.div_ceil(per_step).max(1),
     };
     let s = settings(a, steps);
+    let on_policy = (a.on_policy > 0.0)
+        .then(|| -> anyhow::Result<OnPolicy> {
+            Ok(OnPolicy {
+                teacher: a
+                    .teacher
+                    .clone()
+                    .unwrap_or_else(|| teacher_info.path.clone()),
+                prompts: crate::record::prompts::prompts(&a.corpus, usize::MAX)?,
+                max_tokens: splits.manifest.record.max_new_tokens.max(16),
+                threads: super::threads(a.threads),
+            })
+        })
+        .transpose()?;
     let bar = progress(a.quiet)?;
     let mut last_valid = None;
     let run = TrainRun {
@@ -263,6 +289,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
         minutes: a.minutes,
         resume: a.resume,
         stop: None,
+        on_policy: on_policy.as_ref(),
     };
     let state = train(run, &mut |e| show(a, &bar, e, &mut last_valid));
     bar.finish_and_clear();

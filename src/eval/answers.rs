@@ -14,7 +14,6 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Manifest, Shard};
 use crate::teacher::{Job, LlamaTeacher, Rng, Sampling, SessionParams, Stop};
 use crate::{Error, Result};
 
@@ -22,7 +21,7 @@ use crate::{Error, Result};
 pub const SAMPLES: usize = 3;
 
 /// Sequences decoded together while answering.
-const PARALLEL: usize = 8;
+const PARALLEL: usize = 32;
 
 /// How one model's free-running answers look to the teacher.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,38 +55,6 @@ pub struct Answer {
     pub ended: bool,
 }
 
-/// The prompts of the first `limit` sequences of a recorded corpus: every token up to and
-/// including the one after which the response begins.
-///
-/// # Errors
-/// An unreadable corpus, or one with no sequence that has a response.
-pub fn held_out_prompts(corpus: &Path, limit: usize) -> Result<Vec<Vec<u32>>> {
-    let m = Manifest::read(corpus)?.ok_or_else(|| Error::Corpus {
-        path: corpus.to_path_buf(),
-        reason: "no manifest.json: not a corpus directory".into(),
-    })?;
-    let mut out = Vec::new();
-    for info in &m.shards {
-        let shard = Shard::read(&corpus.join(&info.file))?;
-        for s in 0..shard.sequences() {
-            if out.len() == limit {
-                return Ok(out);
-            }
-            let r = shard.sequence(s);
-            if let Some(first) = shard.target_mask[r.clone()].iter().position(|&b| b == 1) {
-                out.push(shard.tokens[r.start..=r.start + first].to_vec());
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err(Error::Corpus {
-            path: corpus.to_path_buf(),
-            reason: "no sequence with a response to take a prompt from".into(),
-        });
-    }
-    Ok(out)
-}
-
 /// Let the GGUF at `model` answer every prompt greedily, up to `max_tokens` tokens each.
 ///
 /// # Errors
@@ -97,6 +64,26 @@ pub fn write_answers(
     prompts: &[Vec<u32>],
     max_tokens: usize,
     threads: usize,
+) -> Result<Vec<Answer>> {
+    let greedy = Sampling {
+        temperature: 0.0,
+        top_p: 1.0,
+    };
+    write_sampled(model, prompts, max_tokens, threads, greedy, 0)
+}
+
+/// Let the GGUF at `model` answer every prompt, sampling by `sampling` with one random
+/// stream per prompt drawn from `seed`, up to `max_tokens` tokens each.
+///
+/// # Errors
+/// [`Error::Invalid`] for `max_tokens` 0; load and decode failures.
+pub fn write_sampled(
+    model: &Path,
+    prompts: &[Vec<u32>],
+    max_tokens: usize,
+    threads: usize,
+    sampling: Sampling,
+    seed: u64,
 ) -> Result<Vec<Answer>> {
     if max_tokens == 0 {
         return Err(Error::Invalid("--answer-tokens must be at least 1".into()));
@@ -119,11 +106,8 @@ pub fn write_answers(
             prompt: p.clone(),
             response: None,
             max_new_tokens: max_tokens,
-            sampling: Sampling {
-                temperature: 0.0,
-                top_p: 1.0,
-            },
-            rng: Rng::for_record(0, i as u64),
+            sampling,
+            rng: Rng::for_record(seed, i as u64),
             ignore_eog: false,
         })
         .collect();

@@ -138,7 +138,7 @@ fn free_running(
     models: &[&Path],
     on: &mut dyn FnMut(String),
 ) -> Result<(Vec<AnswerStats>, Vec<String>)> {
-    let prompts = answers::held_out_prompts(&job.corpus, job.answers)?;
+    let prompts = crate::record::prompts::prompts(&job.corpus, job.answers)?;
     let teacher = LlamaTeacher::load(&job.teacher, String::new())?;
     let texts = prompts
         .iter()

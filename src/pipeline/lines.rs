@@ -134,6 +134,13 @@ impl Lines {
                 100.0 * v.valid_top1
             )],
             TrainEvent::Saved { step } => vec![format!("train: checkpoint at step {step}")],
+            TrainEvent::OnPolicy {
+                answers,
+                targets,
+                seconds,
+            } => vec![format!(
+                "train: on-policy: the student wrote {answers} answers ({targets} tokens), the teacher scored them ({seconds:.0} s)"
+            )],
         }
     }
 }

@@ -212,6 +212,7 @@ impl TrainProgress {
             }
             TrainEvent::Valid(v) => self.valid_point(v),
             TrainEvent::Saved { step } => self.saved = Some(*step),
+            TrainEvent::OnPolicy { .. } => {}
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod jobs;
 pub mod manifest;
+pub mod prompts;
 pub mod recorder;
 pub mod shard;
 

@@ -52,6 +52,10 @@ pub struct TrainState {
     pub teacher: TeacherId,
     /// The run's settings, as JSON (compared on resume).
     pub settings: serde_json::Value,
+    /// Whether the on-policy phase has begun (its data is `on_policy.safetensors`, and
+    /// `epoch`/`cursor` count its windows).
+    #[serde(default)]
+    pub on_policy: bool,
 }
 
 /// Path of the state file in a student directory.
@@ -169,6 +173,7 @@ pub(super) fn start_state(
             checkpoint: String::new(),
             teacher,
             settings,
+            on_policy: false,
         });
     }
     let state = TrainState::read(run.out)?.ok_or_else(|| {

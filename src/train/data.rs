@@ -57,6 +57,23 @@ impl Stream {
         }
     }
 
+    /// Every sequence of `shard`, in order, as one stream.
+    pub fn of_shard(shard: &Shard) -> Self {
+        let mut stream = Stream {
+            k: shard.k,
+            ..Stream::default()
+        };
+        let mut row = 0;
+        for i in 0..shard.sequences() {
+            stream.push(shard, i, row);
+            row += shard.target_mask[shard.sequence(i)]
+                .iter()
+                .filter(|&&m| m == 1)
+                .count();
+        }
+        stream
+    }
+
     /// Number of target positions.
     pub fn targets(&self) -> usize {
         self.topk_ids.len() / self.k.max(1)

@@ -8,6 +8,7 @@ pub mod loss;
 mod loss_kernel;
 mod loss_op;
 pub mod metrics;
+pub mod on_policy;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;

@@ -1,6 +1,7 @@
 //! The training loop: student, AdamW, schedule, validation, checkpoints, in one function
 //! that reads top to bottom (candle's `llama2-c/training.rs`, nanoGPT's `train.py`).
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use super::data::{self, Splits, Stream};
 use super::hidden::hidden_loss;
 use super::loss::{Divergence, LossConfig, LossStats, kd_loss};
 use super::metrics::{StepMetrics, ValidMetrics, metrics_file, validate, write_metric};
+use super::on_policy::{self, OnPolicy};
 use super::optim::{AdamW, AdamWParams};
 use super::schedule::{Schedule, lr_at};
 use crate::student::io::{self, Weights};
@@ -66,6 +68,10 @@ pub struct TrainSettings {
     /// `--hidden`).
     #[serde(default)]
     pub hidden_weight: f32,
+    /// Share of the steps, at the end, trained on the teacher's scores of the student's
+    /// own answers (0: none; see [`super::on_policy`]).
+    #[serde(default)]
+    pub on_policy: f64,
 }
 
 impl TrainSettings {
@@ -118,6 +124,15 @@ pub enum TrainEvent {
         /// Its step.
         step: usize,
     },
+    /// The on-policy phase began: the student answered, the teacher scored.
+    OnPolicy {
+        /// Answers written.
+        answers: usize,
+        /// Their tokens, now the training targets.
+        targets: usize,
+        /// Seconds writing and scoring took.
+        seconds: f64,
+    },
 }
 
 /// A run: where, from what, how.
@@ -141,6 +156,8 @@ pub struct TrainRun<'a> {
     /// When set (from another thread), checkpoint after the step in progress and return
     /// early, skipping the final validation.
     pub stop: Option<&'a AtomicBool>,
+    /// What the on-policy phase needs (when `settings.on_policy` is above 0).
+    pub on_policy: Option<&'a OnPolicy>,
 }
 
 /// Train, reporting through `on`; returns the final state.
@@ -178,7 +195,11 @@ pub fn train(run: TrainRun<'_>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainS
     )?;
     let mut state = start_state(&run, &vars, &mut opt)?;
     let loss_cfg = s.loss_config()?;
-    let train = &run.data.train;
+    let train: Cow<'_, Stream> = if state.on_policy {
+        Cow::Owned(on_policy::load(run.out)?)
+    } else {
+        Cow::Borrowed(&run.data.train)
+    };
     let windows = train.windows(s.seq_len);
     let mut metrics = metrics_file(run.out, state.metrics_lines)?;
     on(TrainEvent::Started {
@@ -190,6 +211,7 @@ pub fn train(run: TrainRun<'_>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainS
     let clock = Instant::now();
     let base = state.elapsed;
     let order = data::epoch_order(windows, s.seed, state.epoch);
+    let hidden = hidden_term(&run, &train)?;
     let mut stepper = Stepper {
         student: &student,
         opt,
@@ -199,9 +221,14 @@ pub fn train(run: TrainRun<'_>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainS
         s,
         loss: loss_cfg,
         out: run.out,
-        hidden: hidden_term(&run, train)?,
+        hidden,
     };
     while state.step < s.steps {
+        if on_policy::switch_step(s.steps, s.on_policy) == Some(state.step) && !state.on_policy {
+            metrics.flush().map_err(|e| Error::io(run.out, e))?;
+            let event = begin_on_policy(&run, &mut state, &vm, &mut stepper)?;
+            on(event);
+        }
         let mut m = stepper.step(&mut state)?;
         state.elapsed = base + clock.elapsed().as_secs_f64();
         m.elapsed = state.elapsed;
@@ -235,12 +262,43 @@ pub fn train(run: TrainRun<'_>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainS
     Ok(state)
 }
 
+/// Start the on-policy phase: commit the student as it stands, let it answer and the
+/// teacher score, and train on that from the next step (committed, so a resumed run
+/// continues the phase on the same data).
+fn begin_on_policy(
+    run: &TrainRun<'_>,
+    state: &mut TrainState,
+    vm: &candle_nn::VarMap,
+    stepper: &mut Stepper<'_>,
+) -> Result<TrainEvent> {
+    let s = run.settings;
+    let job = run.on_policy.ok_or_else(|| {
+        Error::Invalid("--on-policy needs the teacher and the training prompts".into())
+    })?;
+    let clock = Instant::now();
+    checkpoint::save(run.out, &io::weights_of(vm)?, &stepper.opt, state)?;
+    let tokens = (s.steps - state.step) * s.batch * s.seq_len * s.grad_accum.max(1);
+    let hidden = stepper.data.hidden_size > 0 && s.hidden_weight > 0.0;
+    let shard = on_policy::collect(run.out, job, (stepper.data.k, hidden), tokens, s.seed)?;
+    let stream = Stream::of_shard(&shard);
+    (state.on_policy, state.epoch, state.cursor) = (true, 0, 0);
+    stepper.windows = stream.windows(s.seq_len);
+    stepper.order = data::epoch_order(stepper.windows, s.seed, 0);
+    stepper.data = Cow::Owned(stream);
+    checkpoint::save(run.out, &io::weights_of(vm)?, &stepper.opt, state)?;
+    Ok(TrainEvent::OnPolicy {
+        answers: shard.sequences(),
+        targets: shard.targets(),
+        seconds: clock.elapsed().as_secs_f64(),
+    })
+}
+
 /// What one optimizer step needs besides the run state.
 struct Stepper<'a> {
     student: &'a Student,
     opt: AdamW,
     order: Vec<usize>,
-    data: &'a Stream,
+    data: Cow<'a, Stream>,
     windows: usize,
     s: &'a TrainSettings,
     loss: LossConfig,
@@ -289,7 +347,7 @@ impl Stepper<'_> {
             let ws = next_windows(&mut self.order, state, self.windows, s);
             let hidden = self.hidden.as_ref().map(|(w, c)| (*w, c.as_ref()));
             let (loss, stats) =
-                step_loss(self.student, self.data, &ws, s.seq_len, &self.loss, hidden)?;
+                step_loss(self.student, &self.data, &ws, s.seq_len, &self.loss, hidden)?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             if !value.is_finite() {
                 return Err(Error::Invalid(format!(

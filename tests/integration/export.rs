@@ -44,6 +44,7 @@ fn save_student(dir: &Path, cfg: &StudentConfig, weights: &Weights, fingerprint:
             tokenizer_fingerprint: fingerprint.into(),
         },
         settings: serde_json::Value::Null,
+        on_policy: false,
     };
     let json = serde_json::to_vec_pretty(&state).expect("state json");
     std::fs::write(state_path(dir), json).expect("train_state.json");

@@ -166,8 +166,38 @@ fn killed_training_with_frozen_embeddings_resumes_with_them() {
     assert!(moved > 0.0, "the blocks did not train");
 }
 
+#[test]
+fn on_policy_training_scores_the_students_answers_and_resumes_inside_the_phase() {
+    // The last half of 24 steps trains on the teacher's scores of the student's answers;
+    // the kill comes after the switch at step 12, so the resume reads the saved answers.
+    let dir = kill_and_resume_at("train-on-policy", &["--on-policy", "0.5"], 14);
+    let out = dir.join("killed");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("train_state.json")).expect("state"),
+    )
+    .expect("json");
+    assert_eq!(state["on_policy"], true);
+    let shard = distill::record::Shard::read(&out.join("on_policy.safetensors")).expect("shard");
+    assert!(
+        shard.sequences() >= 2 && shard.targets() > 0,
+        "{}",
+        shard.targets()
+    );
+    let whole = distill::record::Shard::read(&dir.join("whole").join("on_policy.safetensors"))
+        .expect("whole's shard");
+    assert_eq!(
+        whole.tokens, shard.tokens,
+        "the same student writes the same answers"
+    );
+}
+
 /// Train 24 steps whole, and again killed after step 8 and resumed: the losses match.
 fn kill_and_resume(name: &str, extra: &[&str]) -> std::path::PathBuf {
+    kill_and_resume_at(name, extra, 8)
+}
+
+/// [`kill_and_resume`] with the kill after step `at`.
+fn kill_and_resume_at(name: &str, extra: &[&str], at: u64) -> std::path::PathBuf {
     let dir = temp_dir(name);
     let whole = dir.join("whole");
     let args = |out: &Path| {
@@ -183,7 +213,7 @@ fn kill_and_resume(name: &str, extra: &[&str]) -> std::path::PathBuf {
         let saved = std::fs::read_to_string(killed.join("train_state.json"))
             .ok()
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
-        if saved.is_some_and(|v| v["step"].as_u64().is_some_and(|s| s >= 8))
+        if saved.is_some_and(|v| v["step"].as_u64().is_some_and(|s| s >= at))
             || child.try_wait().expect("poll").is_some()
         {
             break;

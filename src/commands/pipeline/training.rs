@@ -160,6 +160,7 @@ impl Job {
             minutes: Some(self.train_left(s) / 60.0),
             resume,
             stop: Some(stop),
+            on_policy: None,
         };
         let mut timer = Timer::new((a.batch * a.seq_len) as f64);
         let mut save_error = None;
@@ -221,7 +222,7 @@ impl Timer {
             }
             TrainEvent::Valid(_) => self.valid = self.valid.or(Some(since)),
             TrainEvent::Saved { .. } => self.save = self.save.or(Some(since)),
-            TrainEvent::Started { .. } => {}
+            TrainEvent::Started { .. } | TrainEvent::OnPolicy { .. } => {}
         }
         self.mark = Instant::now();
     }
@@ -354,6 +355,7 @@ fn train_settings(a: &RunArgs, steps: usize) -> TrainSettings {
         seed: a.seed,
         freeze_embeddings: !a.train_embeddings,
         hidden_weight: a.hidden_weight,
+        on_policy: 0.0,
     }
 }
 
