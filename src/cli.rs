@@ -444,6 +444,10 @@ pub struct TrainArgs {
     /// (0: off; the corpus must be recorded with --hidden; 0-100).
     #[arg(long, default_value_t = 0.0, value_parser = weight)]
     pub hidden_weight: f32,
+    /// Let positions attend across the sequences packed into a training window (by default
+    /// each sequence is read on its own, as the teacher read it).
+    #[arg(long)]
+    pub attend_across_sequences: bool,
     /// Share of the steps, at the end, trained on-policy (GKD): the student answers the
     /// corpus prompts, the teacher scores its answers, training continues on those (0-1).
     #[arg(long, default_value_t = 0.0, value_parser = fraction)]
@@ -662,17 +666,6 @@ pub struct BenchTeacherArgs {
     pub json: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
-}
-
 /// A whole number in `lo..=hi`, for clap's value parsers.
 fn whole_in(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
     let n: usize = s
@@ -723,5 +716,16 @@ fn fraction(s: &str) -> Result<f64, String> {
         Ok(x)
     } else {
         Err(format!("'{x}' is outside 0..=1"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

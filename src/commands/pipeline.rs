@@ -124,6 +124,7 @@ fn settings(args: &RunArgs, split: [f64; 3]) -> anyhow::Result<RunSettings> {
         layers: Vec::new(),
         student_init: String::new(),
         shape: None,
+        cross_attention: false,
         mode: args.mode,
         lr: args.lr,
         alpha: args.alpha,

@@ -42,6 +42,7 @@ fn settings(a: &TrainArgs, steps: usize) -> TrainSettings {
         freeze_embeddings: a.freeze_embeddings,
         hidden_weight: a.hidden_weight,
         on_policy: a.on_policy,
+        cross_attention: a.attend_across_sequences,
     }
 }
 

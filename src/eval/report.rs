@@ -187,7 +187,7 @@ impl EvalReport {
                 .collect::<Vec<_>>()
                 .join(" | ")
         };
-        let rows: [(&str, &dyn Fn(&ModelEval, &AnswerStats) -> String); 7] = [
+        let rows: [AnswerRow<'_>; 7] = [
             ("teacher PPL of the answers", &|_, a| {
                 format!("{:.3}", a.teacher_ppl)
             }),
@@ -219,6 +219,9 @@ impl EvalReport {
         out
     }
 }
+
+/// A free-running figure's name and how to print it.
+type AnswerRow<'a> = (&'a str, &'a dyn Fn(&ModelEval, &AnswerStats) -> String);
 
 /// Text on one Markdown line: newlines become spaces.
 fn one_line(s: &str) -> String {

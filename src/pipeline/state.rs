@@ -65,6 +65,10 @@ pub struct RunSettings {
     /// from before pruning, whose student kept `layers` at full width).
     #[serde(default)]
     pub shape: Option<crate::student::shape::Shape>,
+    /// Whether training lets positions attend across the sequences packed into a window
+    /// (run files from before the option did).
+    #[serde(default = "yes")]
+    pub cross_attention: bool,
     /// generate (the teacher answers) or score (given responses, raw text).
     #[serde(default)]
     pub mode: crate::record::Mode,
@@ -88,6 +92,10 @@ pub struct RunSettings {
     pub seed: u64,
     /// Whether eval times the models.
     pub speed: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn half() -> f32 {
@@ -318,6 +326,7 @@ mod tests {
             layers: vec![0, 29],
             student_init: String::new(),
             shape: None,
+            cross_attention: false,
             mode: crate::record::Mode::Generate,
             lr: 3e-4,
             alpha: 0.0,

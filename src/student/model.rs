@@ -278,7 +278,39 @@ impl Student {
     /// # Errors
     /// Shape errors, or a sequence longer than `max_position_embeddings`.
     pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
-        self.forward_blocks(ids, None)
+        let (_, t) = ids.dims2()?;
+        self.forward_blocks(ids, &causal_mask(t, ids.device())?, None)
+    }
+
+    /// [`Student::hidden`] for packed windows: `segments[b]` lists where the sequences
+    /// packed into window `b` start (first entry 0), and no position attends across a
+    /// start, so each sequence is read as the teacher read it, on its own.
+    ///
+    /// # Errors
+    /// As [`Student::hidden`]; a `segments` list per window is required.
+    pub fn hidden_packed(&self, ids: &Tensor, segments: &[Vec<usize>]) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if segments.len() != b {
+            candle_core::bail!("{} segment lists for {b} windows", segments.len());
+        }
+        let mut mask = Vec::with_capacity(b * t * t);
+        for starts in segments {
+            // Segment of each position: how many starts lie at or before it, minus one.
+            let seg: Vec<usize> = (0..t)
+                .map(|p| starts.partition_point(|&s| s <= p).saturating_sub(1))
+                .collect();
+            for i in 0..t {
+                mask.extend((0..t).map(|j| {
+                    if j > i || seg[j] != seg[i] {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                }));
+            }
+        }
+        let mask = Tensor::from_vec(mask, (b, 1, t, t), ids.device())?;
+        self.forward_blocks(ids, &mask, None)
     }
 
     /// [`Student::hidden`], showing every block's activations to `probe`.
@@ -286,16 +318,21 @@ impl Student {
     /// # Errors
     /// As [`Student::hidden`], and whatever the probe reports.
     pub fn hidden_probed(&self, ids: &Tensor, probe: &mut dyn Probe) -> Result<Tensor> {
-        self.forward_blocks(ids, Some(probe))
+        let (_, t) = ids.dims2()?;
+        self.forward_blocks(ids, &causal_mask(t, ids.device())?, Some(probe))
     }
 
-    fn forward_blocks(&self, ids: &Tensor, mut probe: Option<&mut dyn Probe>) -> Result<Tensor> {
-        let (_, t) = ids.dims2()?;
-        let mask = causal_mask(t, ids.device())?;
+    /// The blocks under `mask` ([t, t], or [b, 1, t, t] per window), then the final norm.
+    fn forward_blocks(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        mut probe: Option<&mut dyn Probe>,
+    ) -> Result<Tensor> {
         let mut xs = self.embed.forward(ids)?;
         for (i, block) in self.blocks.iter().enumerate() {
             let mut w: Watch<'_, '_> = probe.as_deref_mut().map(|p| (p, i));
-            xs = block.forward(&xs, &self.rope, &mask, &mut w)?;
+            xs = block.forward(&xs, &self.rope, mask, &mut w)?;
         }
         if let Some(p) = probe {
             p.see(self.blocks.len(), Site::Residual, &xs)?;
@@ -381,6 +418,34 @@ mod tests {
         assert_eq!(
             s.forward(&ids()).expect("forward").dims(),
             &[2, 6, cfg.vocab_size]
+        );
+    }
+
+    #[test]
+    fn packed_sequences_are_read_each_on_its_own() {
+        let (_, _, s) = tiny();
+        let ids = Tensor::new(&[[1u32, 5, 9, 33, 2, 63]], &Device::Cpu).expect("ids");
+        let rows = |t: Tensor| t.squeeze(0).expect("[t, h]").to_vec2::<f32>().expect("v");
+        // One segment: the plain causal forward.
+        let whole = rows(s.hidden(&ids).expect("hidden"));
+        assert_eq!(
+            rows(s.hidden_packed(&ids, &[vec![0]]).expect("packed")),
+            whole
+        );
+        // Two: positions 3.. are what the second sequence gives alone (at its positions).
+        let packed = rows(s.hidden_packed(&ids, &[vec![0, 3]]).expect("packed"));
+        let second = Tensor::new(&[[33u32, 2, 63]], &Device::Cpu).expect("ids");
+        let alone = rows(s.hidden(&second).expect("hidden"));
+        assert_eq!(&packed[..3], &whole[..3]);
+        for (p, a) in packed[3..].iter().zip(&alone) {
+            // RoPE makes attention depend on relative positions only: equal up to rounding.
+            for (x, y) in p.iter().zip(a) {
+                assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+            }
+        }
+        assert!(
+            packed[3] != whole[3],
+            "isolation changes what the second sequence sees"
         );
     }
 

@@ -207,30 +207,24 @@ impl Shape {
             )));
         }
         let budget = decode_ms(teacher) / speedup;
-        let mut best: Option<(bool, (usize, usize, usize), f64, Shape)> = None;
-        for shape in Self::candidates(teacher) {
+        let rank = |shape: &Shape| {
             let cfg = shape.config(teacher);
             let ms = decode_ms(&cfg);
-            let fits = ms <= budget;
-            let keeps = (
-                shape.hidden,
-                cfg.num_hidden_layers * block_weights(&cfg),
-                shape.layers.len(),
-            );
-            let better = match &best {
-                None => true,
-                Some((f, k, m, _)) => match (fits, *f) {
-                    (true, false) => true,
-                    (false, true) => false,
-                    (true, true) => keeps > *k,
-                    (false, false) => ms < *m,
-                },
-            };
-            if better {
-                best = Some((fits, keeps, ms, shape));
-            }
-        }
-        best.map(|b| b.3)
+            let weights = cfg.num_hidden_layers * block_weights(&cfg);
+            // Fast enough first; then the most kept, or (too slow) the fastest.
+            let keeps = (shape.hidden, weights, shape.layers.len());
+            (
+                ms <= budget,
+                if ms <= budget { keeps } else { (0, 0, 0) },
+                -ms,
+            )
+        };
+        Self::candidates(teacher)
+            .into_iter()
+            .max_by(|a, b| {
+                let (ra, rb) = (rank(a), rank(b));
+                (ra.0, ra.1).cmp(&(rb.0, rb.1)).then(ra.2.total_cmp(&rb.2))
+            })
             .ok_or_else(|| Error::Invalid("no student shape fits this teacher".into()))
     }
 

@@ -196,6 +196,11 @@ pub(super) fn start_state(
         a.insert("steps".into(), b.get("steps").cloned().unwrap_or_default());
         // Runs from before the option trained their embeddings.
         a.entry("freeze_embeddings").or_insert(false.into());
+        // ... and had no hidden-state term, no on-policy phase, and attended across the
+        // sequences of a window.
+        a.entry("hidden_weight").or_insert(0.0.into());
+        a.entry("on_policy").or_insert(0.0.into());
+        a.entry("cross_attention").or_insert(true.into());
     }
     if same != settings {
         return Err(Error::Invalid(format!(

@@ -29,12 +29,15 @@ pub struct Stream {
     hidden: Vec<half::f16>,
     /// Width of a hidden-state row (0 when not recorded).
     pub hidden_size: usize,
+    /// Where each sequence starts in `tokens`, ascending.
+    starts: Vec<usize>,
 }
 
 impl Stream {
     /// Append sequence `i` of `shard`.
     fn push(&mut self, shard: &Shard, i: usize, first_row: usize) {
         let range = shard.sequence(i);
+        self.starts.push(self.tokens.len());
         let mut row = first_row;
         for p in range.clone() {
             self.tokens.push(shard.tokens[p]);
@@ -77,6 +80,21 @@ impl Stream {
     /// Number of target positions.
     pub fn targets(&self) -> usize {
         self.topk_ids.len() / self.k.max(1)
+    }
+
+    /// Where sequences start inside window `w` of `seq_len` tokens, relative to the window
+    /// (always beginning with 0: the window's first tokens continue or start one).
+    pub fn segments(&self, w: usize, seq_len: usize) -> Vec<usize> {
+        let (start, end) = (w * seq_len, (w + 1) * seq_len);
+        let from = self.starts.partition_point(|&s| s <= start);
+        std::iter::once(0)
+            .chain(
+                self.starts[from..]
+                    .iter()
+                    .take_while(|&&s| s < end)
+                    .map(|&s| s - start),
+            )
+            .collect()
     }
 
     /// Number of windows of `seq_len` tokens.
@@ -227,6 +245,17 @@ mod tests {
             });
         }
         s
+    }
+
+    #[test]
+    fn segments_mark_where_sequences_start_in_a_window() {
+        // Sequences of 4 and 4 tokens, packed: [1 2 3 4 | 5 6 7 8].
+        let st = Stream::of_shard(&shard());
+        assert_eq!(st.tokens.len(), 8);
+        assert_eq!(st.segments(0, 3), vec![0]);
+        assert_eq!(st.segments(1, 3), vec![0, 1]);
+        assert_eq!(st.segments(0, 8), vec![0, 4]);
+        assert_eq!(st.segments(1, 4), vec![0]);
     }
 
     #[test]

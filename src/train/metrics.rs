@@ -77,7 +77,7 @@ pub(super) fn validate(
             continue;
         }
         let ids = Tensor::from_vec(ids, (ws.len(), s.seq_len), &Device::Cpu)?;
-        let h = student.hidden(&ids)?.detach();
+        let h = super::trainer::window_hidden(student, data, ws, &ids, s.cross_attention)?.detach();
         let hidden = h.dim(2)?;
         let rows = Tensor::from_vec(positions.clone(), positions.len(), &Device::Cpu)?;
         let h = h

@@ -72,6 +72,10 @@ pub struct TrainSettings {
     /// own answers (0: none; see [`super::on_policy`]).
     #[serde(default)]
     pub on_policy: f64,
+    /// Let positions attend across the sequences packed into a window (runs from before
+    /// the option did; new runs read each sequence on its own, as the teacher did).
+    #[serde(default = "yes")]
+    pub cross_attention: bool,
 }
 
 impl TrainSettings {
@@ -99,6 +103,10 @@ impl TrainSettings {
             chunk_rows: 256,
         })
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What happens during training, for a progress display.
@@ -346,8 +354,15 @@ impl Stepper<'_> {
         for _ in 0..s.grad_accum.max(1) {
             let ws = next_windows(&mut self.order, state, self.windows, s);
             let hidden = self.hidden.as_ref().map(|(w, c)| (*w, c.as_ref()));
-            let (loss, stats) =
-                step_loss(self.student, &self.data, &ws, s.seq_len, &self.loss, hidden)?;
+            let (loss, stats) = step_loss(
+                self.student,
+                &self.data,
+                &ws,
+                s.seq_len,
+                &self.loss,
+                hidden,
+                s.cross_attention,
+            )?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             if !value.is_finite() {
                 return Err(Error::Invalid(format!(
@@ -405,10 +420,11 @@ fn step_loss(
     seq_len: usize,
     cfg: &LossConfig,
     term: Option<(f32, Option<&Tensor>)>,
+    cross: bool,
 ) -> Result<(Tensor, LossStats)> {
     let (ids, positions, targets) = data.batch(ws, seq_len);
     let ids = Tensor::from_vec(ids, (ws.len(), seq_len), &Device::Cpu)?;
-    let h = student.hidden(&ids)?; // [b, t, hidden]
+    let h = window_hidden(student, data, ws, &ids, cross)?; // [b, t, hidden]
     let hidden = h.dim(2)?;
     let n = positions.len();
     let rows = Tensor::from_vec(positions, n, &Device::Cpu)?;
@@ -422,6 +438,23 @@ fn step_loss(
     let cos = hidden_loss(&h, &targets, channels)?;
     stats.hidden = f64::from(cos.to_scalar::<f32>()?) * n as f64;
     Ok(((loss + (cos * f64::from(weight))?)?, stats))
+}
+
+/// Final hidden states of windows `ws` (ids [b, t]): across their packed sequences, or
+/// each sequence on its own.
+pub(super) fn window_hidden(
+    student: &Student,
+    data: &Stream,
+    ws: &[usize],
+    ids: &Tensor,
+    cross: bool,
+) -> candle_core::Result<Tensor> {
+    if cross {
+        return student.hidden(ids);
+    }
+    let seq_len = ids.dim(1)?;
+    let segments: Vec<Vec<usize>> = ws.iter().map(|&w| data.segments(w, seq_len)).collect();
+    student.hidden_packed(ids, &segments)
 }
 
 /// The next `batch` windows of the data order, moving to a new epoch when one runs out.

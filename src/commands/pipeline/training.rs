@@ -150,6 +150,7 @@ impl Job {
         let mut settings = train_settings(&a, steps);
         // A random student must learn its embeddings.
         settings.freeze_embeddings &= !self.state.settings.layers.is_empty();
+        settings.cross_attention = self.state.settings.cross_attention;
         let run = TrainRun {
             out: &s.dir,
             data: &s.splits,
@@ -356,6 +357,7 @@ fn train_settings(a: &RunArgs, steps: usize) -> TrainSettings {
         freeze_embeddings: !a.train_embeddings,
         hidden_weight: a.hidden_weight,
         on_policy: 0.0,
+        cross_attention: false,
     }
 }
 

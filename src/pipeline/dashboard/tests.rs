@@ -30,6 +30,7 @@ fn state() -> RunState {
             layers: vec![0, 6, 12],
             student_init: "teacher blocks 0,6,12".into(),
             shape: None,
+            cross_attention: false,
             mode: crate::record::Mode::Generate,
             lr: 3e-4,
             alpha: 0.0,
