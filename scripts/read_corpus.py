@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Read a distill corpus (format v1) with nothing but json and safetensors.numpy.
+"""Read a distill corpus (format v1 or v2) with nothing but json and safetensors.numpy.
 
 Usage: python3 scripts/read_corpus.py CORPUS_DIR
 Prints one JSON object of totals recomputed from the shards, and fails loudly if a shard
@@ -16,7 +16,8 @@ from safetensors.numpy import load_file
 def main(corpus):
     with open(os.path.join(corpus, "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
-    assert manifest["schema_version"] == 1, manifest["schema_version"]
+    # v2 adds the optional teacher hidden states; everything else is as in v1.
+    assert manifest["schema_version"] in (1, 2), manifest["schema_version"]
     k = manifest["record"]["k"]
     n_vocab = manifest["teacher"]["n_vocab"]
     totals = {"sequences": 0, "tokens": 0, "targets": 0, "max_mass": 0.0}
@@ -28,6 +29,13 @@ def main(corpus):
         assert logprobs.dtype == np.float16 and ids.dtype == (np.uint16 if n_vocab <= 65536 else np.uint32)
         assert offsets[0] == 0 and offsets[-1] == len(tokens) == len(mask)
         assert ids.shape == logprobs.shape == (int(mask.sum()), min(k, n_vocab))
+        if "hidden" in t:
+            hidden = t["hidden"]
+            assert hidden.dtype == np.float16 and hidden.shape[0] == int(mask.sum()), hidden.shape
+            assert manifest["record"].get("hidden"), "hidden states in a corpus recorded without --hidden"
+            width = totals.setdefault("hidden_width", hidden.shape[1])
+            assert hidden.shape[1] == width, (hidden.shape, width)
+            assert np.all(np.isfinite(hidden.astype(np.float32)))
         assert int(ids.max(initial=0)) < n_vocab and int(tokens.max(initial=0)) < n_vocab
         lp = logprobs.astype(np.float32)
         assert np.all(np.diff(lp, axis=1) <= 0), "top-k rows must be sorted by descending probability"

@@ -103,7 +103,7 @@ fn run_without_a_terminal_prints_progress_and_a_summary_and_resumes_as_done() {
     for line in [
         "[1/4] record valid",
         "[2/4] record train",
-        "record train: 16/24 records",
+        "record train: 12/24 records",
         "[3/4] train",
         "train: step 3/3",
         "train: valid at step 3",
@@ -221,7 +221,10 @@ fn a_run_killed_during_record_and_during_training_resumes_and_completes() {
     // student's log reads as one uninterrupted run.
     let m = json(&train_manifest);
     assert_eq!(m["complete"], true);
-    assert_eq!(m["shards"][1]["last_record"], 23);
+    // 24 records in shards of 6: a small set is cut into four, so it resumes part-way.
+    let shards = m["shards"].as_array().expect("shards");
+    assert_eq!(shards.len(), 4, "{m}");
+    assert_eq!(shards[3]["last_record"], 23);
     assert_eq!(
         std::fs::read(out.join("train/shard-00000.safetensors")).expect("shard"),
         first_shard
@@ -289,10 +292,10 @@ fn wait_for_screen(session: &str, want: &[&str]) -> String {
 
 #[test]
 fn the_dashboard_shows_the_stages_and_reaches_the_final_screen() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("tmux is not installed: dashboard test skipped");
-        return;
-    }
+    assert!(
+        Command::new("tmux").arg("-V").output().is_ok(),
+        "tmux is needed for the dashboard test (scripts/setup.sh installs it)"
+    );
     let dir = temp_dir("pipeline-tmux");
     let out = dir.join("run");
     let args = run_args(&dir, &out, 2);

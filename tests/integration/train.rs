@@ -147,6 +147,8 @@ fn killed_training_with_frozen_embeddings_resumes_with_them() {
         "--freeze-embeddings",
         "--init",
         "teacher",
+        "--shape",
+        "blocks",
         "--layers",
         "0,29",
     ];

@@ -15,9 +15,12 @@ use crate::pipeline::summary::eval_rows;
 use crate::pipeline::{Event, RunState, Stage, Status};
 use crate::record::{self, Progress, RecordConfig, RecordSettings};
 
-/// Records per shard: a stop, a kill or the time cap costs at most this many records.
+/// Most records per shard: a stop, a kill or the time cap costs at most this many records.
 /// Each shard is decoded on its own, so it also bounds the batch: [`PARALLEL`] of them.
+/// A small set gets smaller shards ([`SHARDS_AT_LEAST`]), so it still resumes part-way.
 const SHARD_SIZE: usize = 32;
+/// Shards a small prompt set is cut into at least.
+const SHARDS_AT_LEAST: usize = 4;
 /// Sequences the teacher decodes together: 32 write 30% more tokens a second than 8 on
 /// 2 cores (llama.cpp's per-op overhead is shared by the batch; docs/BENCHMARKS.md).
 const PARALLEL: usize = 32;
@@ -115,7 +118,14 @@ impl Job {
             system: None,
             ctx: CTX.max(a.max_new_tokens + 512),
             parallel: PARALLEL,
-            shard_size: SHARD_SIZE,
+            shard_size: shard_size(
+                if valid { &a.valid_prompts } else { &a.prompts },
+                if valid {
+                    Some(a.valid_prompts_limit)
+                } else {
+                    a.train_prompts_limit
+                },
+            ),
             skip_bad: false,
             threads: super::super::threads(a.threads),
             hidden: a.hidden_weight > 0.0,
@@ -232,6 +242,26 @@ impl Job {
     }
 }
 
+/// Records per shard for these prompt files: [`SHARD_SIZE`], or less where the files hold
+/// fewer than [`SHARDS_AT_LEAST`] shards of it. The same files and limit give the same size,
+/// so a resumed stage agrees with its manifest. Unreadable files get [`SHARD_SIZE`]: the
+/// record stage then names the problem.
+fn shard_size(prompts: &[std::path::PathBuf], limit: Option<usize>) -> usize {
+    let records: Option<usize> = prompts
+        .iter()
+        .map(|p| {
+            crate::corpus::Source::read(p, false)
+                .ok()
+                .map(|s| s.records.len())
+        })
+        .sum();
+    let Some(records) = records else {
+        return SHARD_SIZE;
+    };
+    let records = limit.map_or(records, |l| l.min(records));
+    records.div_ceil(SHARDS_AT_LEAST).clamp(1, SHARD_SIZE)
+}
+
 /// What a record stage is about to do, given its time cap.
 fn record_note(stage: Stage, cap: f64, mode: crate::record::Mode) -> String {
     let which = if stage == Stage::RecordValid {
@@ -244,9 +274,7 @@ fn record_note(stage: Stage, cap: f64, mode: crate::record::Mode) -> String {
         crate::record::Mode::Score => "scores",
     };
     if cap < 1.0 {
-        format!(
-            "the record share is spent: the teacher {verb} one shard of {SHARD_SIZE} {which} records"
-        )
+        format!("the record share is spent: the teacher {verb} one shard of {which} records")
     } else {
         format!(
             "the teacher {verb} the {which} records for up to {}",
