@@ -147,3 +147,20 @@ pub fn valid_corpus() -> &'static PathBuf {
         out
     })
 }
+
+/// `scripts/read_corpus.py` on a corpus: the format's Python reader checks every shard and
+/// prints the totals it recomputed (python3 with numpy and safetensors: scripts/setup.sh).
+pub fn read_corpus_py(corpus: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_corpus.py");
+    let py = Command::new("python3")
+        .arg(&script)
+        .arg(corpus)
+        .output()
+        .expect("python3 with numpy and safetensors (scripts/setup.sh installs them)");
+    assert!(
+        py.status.success(),
+        "read_corpus.py failed:\n{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    serde_json::from_slice(&py.stdout).expect("json")
+}

@@ -166,18 +166,7 @@ fn recorded_hidden_states_are_the_teachers_and_leave_the_top_k_alone() {
     }
     assert_eq!(row, hidden.targets());
     // The format's Python reader checks the new tensor too.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_corpus.py");
-    let py = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(dir.join("hidden"))
-        .output()
-        .expect("python3 with numpy and safetensors (scripts/setup.sh installs them)");
-    assert!(
-        py.status.success(),
-        "read_corpus.py failed:\n{}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    let totals: serde_json::Value = serde_json::from_slice(&py.stdout).expect("json");
+    let totals = read_corpus_py(&dir.join("hidden"));
     assert_eq!(totals["hidden_width"], 576);
     // A hidden-state corpus trains with the cosine term; a plain one says what is missing.
     let student = dir.join("student");

@@ -449,18 +449,7 @@ fn inspect_and_python_read_the_corpus() {
     let err = distill_err(&["inspect", dir.to_str().expect("utf-8 path")]);
     assert!(err.contains("not a corpus directory"), "{err}");
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_corpus.py");
-    let py = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(&out)
-        .output()
-        .expect("python3 with numpy and safetensors (scripts/setup.sh installs them)");
-    assert!(
-        py.status.success(),
-        "read_corpus.py failed:\n{}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    let totals: serde_json::Value = serde_json::from_slice(&py.stdout).expect("json");
+    let totals = read_corpus_py(&out);
     let (m, _) = shards(&out);
     assert_eq!(totals["sequences"], 6);
     assert_eq!(totals["targets"].as_u64(), Some(m.totals.targets as u64));
