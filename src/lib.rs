@@ -22,3 +22,8 @@ pub mod teacher;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// `true`, for serde defaults of flags that files written before the flag meant as on.
+pub(crate) fn yes() -> bool {
+    true
+}

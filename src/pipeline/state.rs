@@ -67,7 +67,7 @@ pub struct RunSettings {
     pub shape: Option<crate::student::shape::Shape>,
     /// Whether training lets positions attend across the sequences packed into a window
     /// (run files from before the option did).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub cross_attention: bool,
     /// generate (the teacher answers) or score (given responses, raw text).
     #[serde(default)]
@@ -92,10 +92,6 @@ pub struct RunSettings {
     pub seed: u64,
     /// Whether eval times the models.
     pub speed: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn half() -> f32 {

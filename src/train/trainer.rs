@@ -74,7 +74,7 @@ pub struct TrainSettings {
     pub on_policy: f64,
     /// Let positions attend across the sequences packed into a window (runs from before
     /// the option did; new runs read each sequence on its own, as the teacher did).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub cross_attention: bool,
 }
 
@@ -103,10 +103,6 @@ impl TrainSettings {
             chunk_rows: 256,
         })
     }
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// What happens during training, for a progress display.
