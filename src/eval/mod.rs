@@ -61,7 +61,7 @@ fn score_corpus(
     })?;
     let mut positions = Vec::new();
     for info in &m.shards {
-        let shard = Shard::read(&corpus.join(&info.file))?;
+        let shard = Shard::read_listed(corpus, info)?;
         let k = shard.k;
         let mut row = 0;
         for s in 0..shard.sequences() {

@@ -18,7 +18,7 @@ pub fn prompts(corpus: &Path, limit: usize) -> Result<Vec<Vec<u32>>> {
     })?;
     let mut out = Vec::new();
     for info in &m.shards {
-        let shard = Shard::read(&corpus.join(&info.file))?;
+        let shard = Shard::read_listed(corpus, info)?;
         for s in 0..shard.sequences() {
             if out.len() == limit {
                 return Ok(out);

@@ -17,6 +17,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 use sha2::{Digest, Sha256};
 
+use super::manifest::ShardInfo;
 use super::write_atomic;
 use crate::gguf::hex;
 use crate::teacher::Sequence;
@@ -154,6 +155,36 @@ impl Shard {
         let bytes = self.to_bytes(n_vocab)?;
         write_atomic(path, &bytes)?;
         Ok((hex(&Sha256::digest(&bytes)), bytes.len() as u64))
+    }
+
+    /// Read a shard the manifest lists, first checking its size and sha256 against the
+    /// manifest's entry, so that a damaged or replaced file is named instead of read.
+    ///
+    /// # Errors
+    /// [`Error::Corpus`] naming the file when it differs from its entry or is damaged.
+    pub fn read_listed(dir: &Path, info: &ShardInfo) -> Result<Self> {
+        let path = dir.join(&info.file);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let damaged = |what: String| Error::Corpus {
+            path: path.clone(),
+            reason: format!(
+                "{what}, so the file is damaged or was replaced; delete it and run the same \
+                 `distill record` again to record it anew"
+            ),
+        };
+        if bytes.len() as u64 != info.bytes {
+            return Err(damaged(format!(
+                "{} bytes where manifest.json lists {}",
+                bytes.len(),
+                info.bytes
+            )));
+        }
+        if hex(&Sha256::digest(&bytes)) != info.sha256 {
+            return Err(damaged(
+                "its sha256 differs from the one in manifest.json".into(),
+            ));
+        }
+        Self::from_bytes(&bytes).map_err(|reason| Error::Corpus { path, reason })
     }
 
     /// Read and check a shard file.

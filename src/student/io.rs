@@ -138,6 +138,35 @@ pub fn save_tensors(path: &Path, tensors: &Weights) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
+/// [`save_tensors`], returning the sha256 of the bytes written (for checkpoints that must
+/// prove themselves when read back).
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Safetensors`].
+pub fn save_tensors_hashed(path: &Path, tensors: &Weights) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.clone(), v)), None)?;
+    write_atomic(path, &bytes)?;
+    Ok(crate::gguf::hex(&Sha256::digest(&bytes)))
+}
+
+/// Load a safetensors file onto the CPU after checking that its sha256 is `sha256`.
+///
+/// # Errors
+/// [`Error::Io`] when missing, [`Error::Invalid`] naming the file when it differs.
+pub fn load_tensors_checked(path: &Path, sha256: &str) -> Result<Weights> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if crate::gguf::hex(&Sha256::digest(&bytes)) != sha256 {
+        return Err(Error::Invalid(format!(
+            "checkpoint file '{}' does not match the sha256 train_state.json recorded for it \
+             (damaged or replaced); restore it, or start the run again without --resume",
+            path.display()
+        )));
+    }
+    Ok(candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?)
+}
+
 /// Load a safetensors file onto the CPU.
 ///
 /// # Errors

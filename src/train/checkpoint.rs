@@ -48,6 +48,10 @@ pub struct TrainState {
     pub elapsed: f64,
     /// Directory-relative stem of the checkpoint files.
     pub checkpoint: String,
+    /// sha256 of the checkpoint's weights and moments files, checked on resume (absent in
+    /// states written before checkpoints carried them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_sha256: Option<CheckpointHashes>,
     /// Teacher the corpus came from.
     pub teacher: TeacherId,
     /// The run's settings, as JSON (compared on resume).
@@ -56,6 +60,15 @@ pub struct TrainState {
     /// `epoch`/`cursor` count its windows).
     #[serde(default)]
     pub on_policy: bool,
+}
+
+/// sha256 of the two files of one checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointHashes {
+    /// `<stem>.model.safetensors`.
+    pub model: String,
+    /// `<stem>.optim.safetensors`.
+    pub optim: String,
 }
 
 /// Path of the state file in a student directory.
@@ -85,7 +98,7 @@ pub fn save(dir: &Path, weights: &Weights, opt: &AdamW, state: &mut TrainState) 
     let ck = dir.join("checkpoint");
     std::fs::create_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
     let stem = format!("checkpoint/step-{:06}", state.step);
-    io::save_tensors(&dir.join(format!("{stem}.model.safetensors")), weights)?;
+    let model = io::save_tensors_hashed(&dir.join(format!("{stem}.model.safetensors")), weights)?;
     let mut moments = Weights::new();
     for (name, m) in &opt.m {
         moments.insert(format!("m.{name}"), m.clone());
@@ -97,8 +110,9 @@ pub fn save(dir: &Path, weights: &Weights, opt: &AdamW, state: &mut TrainState) 
         "t".into(),
         candle_core::Tensor::new(&[opt.t as f32], &candle_core::Device::Cpu)?,
     );
-    io::save_tensors(&dir.join(format!("{stem}.optim.safetensors")), &moments)?;
+    let optim = io::save_tensors_hashed(&dir.join(format!("{stem}.optim.safetensors")), &moments)?;
     state.checkpoint = stem.clone();
+    state.checkpoint_sha256 = Some(CheckpointHashes { model, optim });
     let mut bytes = serde_json::to_vec_pretty(state)?;
     bytes.push(b'\n');
     write_atomic(&state_path(dir), &bytes)?;
@@ -121,8 +135,17 @@ pub fn save(dir: &Path, weights: &Weights, opt: &AdamW, state: &mut TrainState) 
 /// # Errors
 /// Missing or damaged checkpoint files.
 pub fn load(dir: &Path, state: &TrainState, vars: &[(String, Var)], opt: &mut AdamW) -> Result<()> {
-    let weights = io::load_tensors(&dir.join(format!("{}.model.safetensors", state.checkpoint)))?;
-    let moments = io::load_tensors(&dir.join(format!("{}.optim.safetensors", state.checkpoint)))?;
+    let file = |kind: &str| dir.join(format!("{}.{kind}.safetensors", state.checkpoint));
+    let (weights, moments) = match &state.checkpoint_sha256 {
+        Some(h) => (
+            io::load_tensors_checked(&file("model"), &h.model)?,
+            io::load_tensors_checked(&file("optim"), &h.optim)?,
+        ),
+        None => (
+            io::load_tensors(&file("model"))?,
+            io::load_tensors(&file("optim"))?,
+        ),
+    };
     let missing =
         |n: &str| Error::Invalid(format!("checkpoint '{}' lacks '{n}'", state.checkpoint));
     for (name, var) in vars {
@@ -171,6 +194,7 @@ pub(super) fn start_state(
             best_valid: None,
             elapsed: 0.0,
             checkpoint: String::new(),
+            checkpoint_sha256: None,
             teacher,
             settings,
             on_policy: false,

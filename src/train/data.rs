@@ -169,7 +169,7 @@ pub fn load(dir: &Path, valid_fraction: f64, seed: u64) -> Result<Splits> {
     let shards = manifest
         .shards
         .iter()
-        .map(|s| Shard::read(&dir.join(&s.file)))
+        .map(|s| Shard::read_listed(dir, s))
         .collect::<Result<Vec<_>>>()?;
     let k = shards.first().map_or(1, |s| s.k);
     // Sequence ids with their first top-k row, shuffled once to pick the held-out set.

@@ -37,6 +37,7 @@ fn save_student(dir: &Path, cfg: &StudentConfig, weights: &Weights, fingerprint:
         best_valid: None,
         elapsed: 0.0,
         checkpoint: String::new(),
+        checkpoint_sha256: None,
         teacher: TeacherId {
             file: "SmolLM2-135M-Instruct.Q4_1.gguf".into(),
             path: teacher(),
