@@ -19,6 +19,7 @@ use super::rebuild;
 use super::shard::{self, Shard};
 use crate::corpus::Source;
 use crate::gguf::{GgufMeta, TeacherProfile, hex};
+use crate::lock::{DirLock, LOCK_FILE};
 use crate::teacher::{
     Decode, Job, LlamaTeacher, Sequence, SessionParams, Stop, Teacher, TeacherInfo,
 };
@@ -119,6 +120,7 @@ pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summar
     let sources = read_sources(cfg)?;
     check_sources(&profile, cfg.settings.mode, &sources)?;
     let sha = file_sha256(&cfg.teacher)?;
+    let _lock = DirLock::acquire(&cfg.out)?;
     let existing = open_dir(&cfg.out)?;
     if let Some(m) = &existing {
         let fingerprint = meta.tokenizer_fingerprint();
@@ -141,6 +143,7 @@ pub fn record_with(
 ) -> Result<Summary> {
     validate(&cfg.settings)?;
     let sources = read_sources(cfg)?;
+    let _lock = DirLock::acquire(&cfg.out)?;
     let existing = open_dir(&cfg.out)?;
     if let Some(m) = &existing {
         let id = (
@@ -343,7 +346,7 @@ fn open_dir(dir: &Path) -> Result<Option<Manifest>> {
             || (shard && manifest.is_some() && !listed.contains(&name.as_str()));
         if leftover {
             std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-        } else if manifest.is_none() && !shard {
+        } else if manifest.is_none() && !shard && name != LOCK_FILE {
             return Err(Error::Corpus {
                 path: dir.to_path_buf(),
                 reason: format!(

@@ -1,7 +1,8 @@
-//! Reliability on the real teacher: output directories that lost their manifest.
+//! Reliability on the real teacher: output directories that lost their manifest or that two
+//! processes want at once.
 
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::common::*;
 
@@ -78,4 +79,85 @@ fn a_deleted_manifest_is_rebuilt_from_the_finished_shards() {
             "{file}"
         );
     }
+}
+
+/// The pid in a directory's lock file, once there is one.
+fn lock_pid(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join(distill::lock::LOCK_FILE)).ok()?;
+    text.trim().parse().ok()
+}
+
+#[test]
+fn a_second_process_on_the_same_out_dir_is_refused_naming_the_first() {
+    let dir = temp_dir("recovery-lock");
+    let prompts = write(&dir, "p.jsonl", &PROMPTS_EVERY_FORM.repeat(4));
+    let out = dir.join("corpus");
+    let args = record_args(
+        &prompts,
+        &out,
+        &["--max-new-tokens", "64", "--shard-size", "1"],
+    );
+    // A record that runs for a while; a second one on its --out is refused while it does.
+    let mut first = distill_cmd(&args).spawn().expect("spawn");
+    let clock = Instant::now();
+    while lock_pid(&out) != Some(first.id()) {
+        assert!(
+            first.try_wait().expect("poll").is_none(),
+            "the first record ended before it could be raced"
+        );
+        assert!(
+            clock.elapsed() < Duration::from_secs(300),
+            "no lock appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = distill_err(&args);
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reap");
+    assert!(
+        err.contains(&format!("'{}'", out.display()))
+            && err.contains(&format!("pid {}", first.id())),
+        "{err}"
+    );
+    // The killed process's lock file does not block: the same command resumes.
+    let stdout = distill_ok(&args);
+    assert!(stdout.contains("records    24 in corpus"), "{stdout}");
+
+    // train and run refuse a directory this process holds, naming this pid.
+    let me = format!("pid {}", std::process::id());
+    let student = dir.join("student");
+    let held = distill::lock::DirLock::acquire(&student).expect("lock");
+    let train = [
+        "train",
+        "--corpus",
+        &out.display().to_string(),
+        "--out",
+        &student.display().to_string(),
+        "--quiet",
+        "--preset",
+        "small",
+        "--steps",
+        "1",
+        "--batch",
+        "1",
+        "--seq-len",
+        "32",
+        "--eval-every",
+        "0",
+    ];
+    let err = distill_err(&train);
+    assert!(
+        err.contains("in use by another distill process") && err.contains(&me),
+        "{err}"
+    );
+    drop(held);
+    distill_ok(&train);
+    let run = dir.join("run");
+    let held = distill::lock::DirLock::acquire(&run).expect("lock");
+    let err = distill_err(&crate::pipeline::run_args(&dir, &run, 1));
+    assert!(
+        err.contains(&format!("'{}'", run.display())) && err.contains(&me),
+        "{err}"
+    );
+    drop(held);
 }
