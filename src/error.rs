@@ -60,6 +60,16 @@ pub enum Error {
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// Another process holds the output directory's lock.
+    #[error(
+        "'{dir}' is in use by another distill process (pid {pid}); wait for it to finish or stop it, or choose another output directory"
+    )]
+    Locked {
+        /// The locked directory.
+        dir: PathBuf,
+        /// The holder's pid, as written in the lock file.
+        pid: String,
+    },
     /// A stage was asked to stop (its stop flag was set) before it finished; what it had
     /// committed is kept and a rerun resumes from there.
     #[error("stopped on request; run the same command again to resume")]

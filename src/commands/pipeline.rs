@@ -21,6 +21,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use crate::cli::{ChatArgs, Cli, Command, RunArgs};
 use crate::corpus::Source;
 use crate::gguf::TeacherProfile;
+use crate::lock::DirLock;
 use crate::pipeline::dashboard::term::{self, Exit};
 use crate::pipeline::dashboard::{App, Cmd};
 use crate::pipeline::lines::Lines;
@@ -34,7 +35,7 @@ use stages::Job;
 type Worker = JoinHandle<anyhow::Result<bool>>;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let state = open(args)?;
+    let (state, _lock) = open(args)?;
     let (tx, rx) = unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
     let mut job = Job {
@@ -63,9 +64,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Check the inputs and open the run directory (before any display starts, so a bad input
-/// is a plain error message).
-fn open(args: &RunArgs) -> anyhow::Result<RunState> {
+/// Check the inputs, lock the run directory (one process at a time drives it, for the whole
+/// command) and open it, before any display starts, so a bad input is a plain error message.
+fn open(args: &RunArgs) -> anyhow::Result<(RunState, DirLock)> {
     if !args.teacher.is_file() {
         bail!(
             "teacher GGUF '{}' not found: pass --teacher with a llama.cpp GGUF model, or run scripts/setup.sh to fetch the default one",
@@ -95,7 +96,8 @@ fn open(args: &RunArgs) -> anyhow::Result<RunState> {
     settings.layers = shape.as_ref().map_or_else(Vec::new, |s| s.layers.clone());
     settings.shape = shape;
     settings.student_init = student_init;
-    Ok(RunState::open(&args.out, settings)?)
+    let lock = DirLock::acquire(&args.out)?;
+    Ok((RunState::open(&args.out, settings)?, lock))
 }
 
 /// The settings of `args`, with the teacher and prompt files hashed.

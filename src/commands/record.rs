@@ -99,6 +99,9 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        // Shown even with --quiet: it concerns the user's data.
+        Progress::Notice(line) if bar.is_hidden() => eprintln!("{line}"),
+        Progress::Notice(line) => bar.println(line),
     })
     .with_context(|| format!("recording into '{}'", cfg.out.display()))?;
     bar.finish_and_clear();

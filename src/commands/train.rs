@@ -230,6 +230,8 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
     };
     let mut splits = data::load(&a.corpus, valid_fraction, a.seed)
         .with_context(|| format!("reading corpus '{}'", a.corpus.display()))?;
+    // One process at a time writes into --out, from here to the end.
+    let _lock = crate::lock::DirLock::acquire(&a.out)?;
     let (cfg, init) = student(a, &meta, &splits.train)?;
     let valid = match &a.valid_corpus {
         Some(dir) => {

@@ -95,6 +95,7 @@ impl Lines {
                 r.tok_s(),
                 r.eta_label()
             )],
+            Progress::Notice(line) => vec![format!("{}: {line}", self.label())],
         }
     }
 

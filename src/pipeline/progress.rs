@@ -60,6 +60,7 @@ impl RecordProgress {
                 self.answer = response.clone();
             }
             Progress::Shard { done } => self.done = self.done.max(*done),
+            Progress::Notice(_) => {}
         }
     }
 

@@ -235,7 +235,13 @@ impl RunState {
                 Ok(state)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let used = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+                // The lock file and the dashboard's log are there before the first save.
+                let used = std::fs::read_dir(dir).is_ok_and(|d| {
+                    d.flatten().any(|e| {
+                        let name = e.file_name();
+                        name != crate::lock::LOCK_FILE && name != "run.log"
+                    })
+                });
                 if used {
                     return Err(Error::Invalid(format!(
                         "'{}' is not empty and holds no {RUN_FILE}: pick a new or empty --out directory",

@@ -2,7 +2,9 @@
 
 mod jobs;
 pub mod manifest;
+pub mod origin;
 pub mod prompts;
+mod rebuild;
 pub mod recorder;
 pub mod shard;
 

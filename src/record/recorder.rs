@@ -14,9 +14,12 @@ use sha2::{Digest, Sha256};
 
 use super::jobs::{build_jobs, check_sources};
 use super::manifest::{Manifest, RecordSettings, SCHEMA_VERSION, SourceInfo, now_rfc3339};
+use super::origin::Origin;
+use super::rebuild;
 use super::shard::{self, Shard};
 use crate::corpus::Source;
 use crate::gguf::{GgufMeta, TeacherProfile, hex};
+use crate::lock::{DirLock, LOCK_FILE};
 use crate::teacher::{
     Decode, Job, LlamaTeacher, Sequence, SessionParams, Stop, Teacher, TeacherInfo,
 };
@@ -72,6 +75,8 @@ pub enum Progress {
         /// Records recorded so far, earlier runs included.
         done: usize,
     },
+    /// Something the user should know about the corpus directory (shown on stderr).
+    Notice(String),
 }
 
 /// Figures of a finished run.
@@ -115,12 +120,15 @@ pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summar
     let sources = read_sources(cfg)?;
     check_sources(&profile, cfg.settings.mode, &sources)?;
     let sha = file_sha256(&cfg.teacher)?;
+    let _lock = DirLock::acquire(&cfg.out)?;
     let existing = open_dir(&cfg.out)?;
     if let Some(m) = &existing {
         let fingerprint = meta.tokenizer_fingerprint();
         check_resume(m, &cfg.out, (&sha, &fingerprint), &cfg.settings, &sources)?;
     }
+    let found = rebuild::unlisted(cfg, existing.as_ref(), &sha, &sources)?;
     let teacher = LlamaTeacher::load(&cfg.teacher, sha)?;
+    let existing = rebuild::adopt(cfg, teacher.info(), &sources, existing, found, on)?;
     run_recording(cfg, &teacher, &sources, existing, on)
 }
 
@@ -135,6 +143,7 @@ pub fn record_with(
 ) -> Result<Summary> {
     validate(&cfg.settings)?;
     let sources = read_sources(cfg)?;
+    let _lock = DirLock::acquire(&cfg.out)?;
     let existing = open_dir(&cfg.out)?;
     if let Some(m) = &existing {
         let id = (
@@ -143,6 +152,8 @@ pub fn record_with(
         );
         check_resume(m, &cfg.out, id, &cfg.settings, &sources)?;
     }
+    let found = rebuild::unlisted(cfg, existing.as_ref(), &teacher.info().sha256, &sources)?;
+    let existing = rebuild::adopt(cfg, teacher.info(), &sources, existing, found, on)?;
     run_recording(cfg, teacher, &sources, existing, on)
 }
 
@@ -278,7 +289,14 @@ fn write_shard(
         }
     }
     let file = shard::file_name(manifest.shards.len());
-    let (sha256, bytes) = shard.write(&cfg.out.join(&file), n_vocab)?;
+    let sources = manifest.sources.iter().map(|s| s.sha256.clone()).collect();
+    let origin = Origin::new(
+        &manifest.teacher.sha256,
+        &cfg.settings,
+        sources,
+        (first, last),
+    );
+    let (sha256, bytes) = shard.write_stamped(&cfg.out.join(&file), n_vocab, &origin)?;
     manifest.shards.push(super::ShardInfo {
         file,
         sequences: shard.sequences(),
@@ -311,7 +329,8 @@ pub fn file_sha256(path: &Path) -> Result<String> {
 }
 
 /// Prepare the output directory: create it, or read its manifest and drop what a killed run
-/// left behind (temporary files, shards not yet in the manifest).
+/// left behind (temporary files, shards not yet in the manifest). Without a manifest, shard
+/// files stay for [`rebuild`] to check.
 fn open_dir(dir: &Path) -> Result<Option<Manifest>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let manifest = Manifest::read(dir)?;
@@ -322,11 +341,12 @@ fn open_dir(dir: &Path) -> Result<Option<Manifest>> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        let shard = name.starts_with("shard-");
         let leftover = name.ends_with(".tmp")
-            || (name.starts_with("shard-") && !listed.contains(&name.as_str()));
+            || (shard && manifest.is_some() && !listed.contains(&name.as_str()));
         if leftover {
             std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-        } else if manifest.is_none() {
+        } else if manifest.is_none() && !shard && name != LOCK_FILE {
             return Err(Error::Corpus {
                 path: dir.to_path_buf(),
                 reason: format!(
@@ -398,7 +418,11 @@ fn check_resume(
     Ok(())
 }
 
-fn new_manifest(teacher: &TeacherInfo, s: &RecordSettings, sources: &[Source]) -> Manifest {
+pub(super) fn new_manifest(
+    teacher: &TeacherInfo,
+    s: &RecordSettings,
+    sources: &[Source],
+) -> Manifest {
     let now = now_rfc3339();
     Manifest {
         schema_version: SCHEMA_VERSION,

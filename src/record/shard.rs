@@ -8,6 +8,9 @@
 //! | `topk_ids` | U16 or U32 | [M, k] | teacher's k most likely next tokens, M = sum(mask) |
 //! | `topk_logprobs` | F16 | [M, k] | their log-probabilities, descending |
 //! | `hidden` (optional, v2) | F16 | [M, H] | teacher's final hidden state (after the output norm) |
+//!
+//! The header's metadata holds `format` and, in shards written since the stamp existed,
+//! `origin` ([`super::origin`]): where the shard came from and a sha256 of its data.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,6 +21,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use sha2::{Digest, Sha256};
 
 use super::manifest::ShardInfo;
+use super::origin::{self, Origin};
 use super::write_atomic;
 use crate::gguf::hex;
 use crate::teacher::Sequence;
@@ -185,6 +189,26 @@ impl Shard {
             ));
         }
         Self::from_bytes(&bytes).map_err(|reason| Error::Corpus { path, reason })
+    }
+
+    /// [`Shard::write`] with the shard's [`Origin`] stamped into its header, so that it can
+    /// prove where it came from without the manifest.
+    ///
+    /// # Errors
+    /// As [`Shard::write`].
+    pub fn write_stamped(
+        &self,
+        path: &Path,
+        n_vocab: usize,
+        origin: &Origin,
+    ) -> Result<(String, u64)> {
+        let bytes =
+            origin::stamp(&self.to_bytes(n_vocab)?, origin).map_err(|reason| Error::Corpus {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+        write_atomic(path, &bytes)?;
+        Ok((hex(&Sha256::digest(&bytes)), bytes.len() as u64))
     }
 
     /// Read and check a shard file.

@@ -361,13 +361,7 @@ impl Stepper<'_> {
             )?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             if !value.is_finite() {
-                return Err(Error::Invalid(format!(
-                    "loss became {value} at step {}; the last good checkpoint ('{}') is kept in '{}'; lower --lr (now {}) or set --grad-clip",
-                    state.step + 1,
-                    state.checkpoint,
-                    self.out.display(),
-                    s.lr
-                )));
+                return Err(diverged(value, state, self.out, s.lr));
             }
             let g = self.opt.collect(&loss.backward()?)?;
             grads = Some(match grads {
@@ -406,6 +400,27 @@ impl Stepper<'_> {
             elapsed: 0.0,
         })
     }
+}
+
+/// The error for a loss that became NaN or infinite at the step after `state`: names the
+/// last good checkpoint's files, or says that none was saved yet.
+fn diverged(value: f64, state: &TrainState, out: &Path, lr: f64) -> Error {
+    let kept = if state.checkpoint.is_empty() {
+        format!(
+            "no checkpoint was saved yet, so '{}' holds no trained weights",
+            out.display()
+        )
+    } else {
+        format!(
+            "the last good checkpoint ('{}') is kept",
+            out.join(format!("{}.model.safetensors", state.checkpoint))
+                .display()
+        )
+    };
+    Error::Invalid(format!(
+        "loss became {value} at step {}; {kept}; lower --lr (now {lr}) or set --grad-clip",
+        state.step + 1
+    ))
 }
 
 /// The loss of one micro-batch of windows.

@@ -10,6 +10,7 @@ mod pipeline;
 mod pruning;
 mod qwen2;
 mod record;
+mod reliability;
 mod teachers;
 mod tokenizer;
 mod train;

@@ -23,7 +23,7 @@ fn prompt_files(dir: &Path) -> (PathBuf, PathBuf) {
 /// `distill run` arguments for a run of a minute or two: short answers, a 2-block student,
 /// small windows, quality-only eval, and a budget so large that no time cap cuts a stage
 /// short however busy the machine is (the step count is fixed).
-fn run_args(dir: &Path, out: &Path, steps: usize) -> Vec<String> {
+pub fn run_args(dir: &Path, out: &Path, steps: usize) -> Vec<String> {
     let (train, valid) = prompt_files(dir);
     [
         "run",

@@ -331,28 +331,44 @@ fn bad_training_inputs_get_clear_errors() {
         a
     });
     assert!(err.contains("another tokenizer"), "{err}");
-    // An absurd learning rate: the loss blows up and the run stops, naming the fix.
-    let out = dir.join("nan");
-    let err = distill_err(&train_args(
-        &out,
-        &[
-            "--steps",
-            "30",
-            "--lr",
-            "1e12",
-            "--grad-clip",
-            "0",
-            "--save-every",
-            "1",
-            "--warmup",
-            "0",
-        ],
-    ));
-    assert!(err.contains("loss became") && err.contains("--lr"), "{err}");
-    assert!(
-        out.join("train_state.json").exists() || err.contains("step 1;"),
-        "a good checkpoint is kept: {err}"
-    );
+    // An absurd learning rate: the loss blows up and the run stops, naming the fix and the
+    // checkpoint that is kept (or that there is none yet).
+    for save_every in ["1", "0"] {
+        let out = dir.join(format!("nan-{save_every}"));
+        let err = distill_err(&train_args(
+            &out,
+            &[
+                "--steps",
+                "30",
+                "--lr",
+                "1e12",
+                "--grad-clip",
+                "0",
+                "--save-every",
+                save_every,
+                "--warmup",
+                "0",
+                "--eval-every",
+                "0",
+            ],
+        ));
+        assert!(err.contains("loss became") && err.contains("--lr"), "{err}");
+        assert!(!err.contains("('')"), "{err}");
+        let state = std::fs::read_to_string(out.join("train_state.json"));
+        if save_every == "0" || err.contains("at step 1;") {
+            assert!(state.is_err(), "no checkpoint before the first save");
+            assert!(err.contains("no checkpoint was saved yet"), "{err}");
+            continue;
+        }
+        let state: serde_json::Value = serde_json::from_str(&state.expect("state")).expect("json");
+        let stem = state["checkpoint"].as_str().expect("checkpoint stem");
+        let kept = out.join(format!("{stem}.model.safetensors"));
+        assert!(kept.is_file(), "{}", kept.display());
+        assert!(
+            err.contains(&format!("last good checkpoint ('{}')", kept.display())),
+            "{err}"
+        );
+    }
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {

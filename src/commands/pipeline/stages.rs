@@ -172,6 +172,7 @@ impl Job {
                         save_error.get_or_insert(e);
                     }
                 }
+                Progress::Notice(line) => tracing::warn!("{line}"),
             }
             tx.send(Event::Record(p)).ok();
         });
