@@ -357,13 +357,24 @@ fn open_dir(dir: &Path) -> Result<Option<Manifest>> {
     }
     if let Some(m) = &manifest {
         for s in &m.shards {
-            let len = std::fs::metadata(dir.join(&s.file)).map(|md| md.len()).ok();
-            if len != Some(s.bytes) {
-                return Err(Error::Corpus {
-                    path: dir.join(&s.file),
-                    reason: "shard listed in the manifest is missing or has the wrong size; the corpus is damaged, record it again into a new directory".into(),
-                });
-            }
+            let path = dir.join(&s.file);
+            let len = std::fs::metadata(&path).map(|md| md.len()).ok();
+            let why = if len.is_none() {
+                "is listed in manifest.json but missing"
+            } else if len != Some(s.bytes) || file_sha256(&path)? != s.sha256 {
+                "does not match its size and sha256 in manifest.json (damaged or replaced)"
+            } else {
+                continue;
+            };
+            return Err(Error::Corpus {
+                path,
+                reason: format!(
+                    "{why}; to keep the shards before it, move this shard and the ones after \
+                     it out of the directory and delete manifest.json: the same `distill \
+                     record` command then rebuilds the manifest from the shards that remain \
+                     and records the rest again"
+                ),
+            });
         }
     }
     Ok(manifest)
