@@ -20,8 +20,8 @@ fn main() -> anyhow::Result<()> {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("DISTILL_LOG"));
     // The TUIs own the terminal: their logs go to a file, never to the screen.
-    // The dashboard of `distill run` logs into an existing run directory only: a bad
-    // input must leave nothing behind.
+    // The dashboard of `distill run` logs into its run directory once the run has made it:
+    // a bad input must leave nothing behind.
     let log_file = match &cli.command {
         Command::Chat(args) => Some((args.transcripts.clone(), "chat.log", true)),
         Command::Run(args) if !args.no_tui && std::io::stdout().is_terminal() => {
@@ -29,29 +29,30 @@ fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
-    if let Some((dir, name, create)) = log_file {
-        let ready = if create {
-            std::fs::create_dir_all(&dir)
-        } else if dir.is_dir() {
-            Ok(())
-        } else {
-            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
-        };
-        let file = ready.and_then(|()| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(name))
-        });
-        match file {
-            Ok(f) => logs
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(f))
-                .init(),
-            Err(_) => logs.with_writer(std::io::sink).init(),
+    match log_file {
+        Some((dir, name, false)) => {
+            // Held until the run has made its directory.
+            let log = distill::pipeline::run_log::RunLog::new(&dir.join(name));
+            logs.with_ansi(false)
+                .with_writer(std::sync::Mutex::new(log))
+                .init();
         }
-    } else {
-        logs.with_writer(std::io::stderr).init();
+        Some((dir, name, true)) => {
+            let file = std::fs::create_dir_all(&dir).and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(name))
+            });
+            match file {
+                Ok(f) => logs
+                    .with_ansi(false)
+                    .with_writer(std::sync::Mutex::new(f))
+                    .init(),
+                Err(_) => logs.with_writer(std::io::sink).init(),
+            }
+        }
+        None => logs.with_writer(std::io::stderr).init(),
     }
     distill::commands::run(cli)
 }

@@ -50,12 +50,19 @@ pub fn vocab_gguf(dir: &Path, fallback: Option<&Path>) -> Result<PathBuf> {
     let state = Provenance::read(dir)?;
     let named = state.as_ref().map(|s| s.path.clone());
     let want = state.as_ref().map(|s| s.tokenizer_fingerprint.clone());
+    // Why each candidate was passed over, for the error.
+    let mut why = Vec::new();
     for candidate in named.iter().map(PathBuf::as_path).chain(fallback) {
         if !candidate.is_file() {
+            why.push(format!("'{}' is missing", candidate.display()));
             continue;
         }
-        let Ok(meta) = GgufMeta::read(candidate) else {
-            continue;
+        let meta = match GgufMeta::read(candidate) {
+            Ok(meta) => meta,
+            Err(e) => {
+                why.push(format!("'{}' cannot be read: {e}", candidate.display()));
+                continue;
+            }
         };
         if want
             .as_ref()
@@ -63,12 +70,16 @@ pub fn vocab_gguf(dir: &Path, fallback: Option<&Path>) -> Result<PathBuf> {
         {
             return Ok(candidate.to_path_buf());
         }
+        why.push(format!("'{}' has another tokenizer", candidate.display()));
+    }
+    if why.is_empty() {
+        why.push("provenance.json names no teacher".into());
     }
     Err(Error::Invalid(format!(
         "student '{}' takes its vocabulary and chat template from its teacher GGUF, and none \
-         was found ('{}' is missing or has another tokenizer): pass --teacher PATH",
+         was found ({}): pass --teacher PATH",
         dir.display(),
-        named.map_or("provenance.json".into(), |p| p.display().to_string()),
+        why.join("; "),
     )))
 }
 
@@ -188,5 +199,39 @@ impl Decoder for CandleDecoder {
         held.push(token);
         self.current = Some((cache, held));
         Ok(&self.logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reason_a_teacher_gguf_cannot_be_read_stays_in_the_error() {
+        let dir = std::env::temp_dir().join(format!("distill-vocab-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).expect("dir");
+        let bad = dir.join("teacher.gguf");
+        std::fs::write(&bad, b"this is not a model at all").expect("write");
+        Provenance {
+            file: "teacher.gguf".into(),
+            path: bad.clone(),
+            sha256: String::new(),
+            n_vocab: 64,
+            tokenizer_fingerprint: "x".into(),
+        }
+        .save(&dir)
+        .expect("provenance");
+        let err = vocab_gguf(&dir, Some(&dir.join("gone.gguf")))
+            .expect_err("no usable GGUF")
+            .to_string();
+        assert!(
+            err.contains(&format!("'{}' cannot be read", bad.display()))
+                && err.contains("not a GGUF file")
+                && err.contains("gone.gguf' is missing")
+                && err.contains("--teacher"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

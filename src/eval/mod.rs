@@ -50,9 +50,11 @@ impl Model {
 }
 
 /// Walk every target position of a corpus: `f(tokens, wanted)` must return the logits rows
-/// at the wanted positions in order; each is scored against the stored teacher top-k.
+/// at the wanted positions in order; each is scored against the stored teacher top-k. Every
+/// shard's ids are checked against the model's `n_vocab` rows first.
 fn score_corpus(
     corpus: &Path,
+    n_vocab: usize,
     mut logits_of: impl FnMut(&[u32], &[bool], &mut dyn FnMut(usize, &[f32])) -> Result<()>,
 ) -> Result<Quality> {
     let m = Manifest::read(corpus)?.ok_or_else(|| Error::Corpus {
@@ -61,7 +63,9 @@ fn score_corpus(
     })?;
     let mut positions = Vec::new();
     for info in &m.shards {
+        let path = corpus.join(&info.file);
         let shard = Shard::read_listed(corpus, info)?;
+        check_ids(&shard, n_vocab, &path)?;
         let k = shard.k;
         let mut row = 0;
         for s in 0..shard.sequences() {
@@ -97,7 +101,7 @@ pub fn quality(model: &Model, corpus: &Path, n_vocab: usize, threads: usize) -> 
             let w = io::load_tensors(&dir.join("model.safetensors"))?;
             let student =
                 Student::new(&cfg, VarBuilder::from_tensors(w, DType::F32, &Device::Cpu))?;
-            score_corpus(corpus, |tokens, wanted, f| {
+            score_corpus(corpus, n_vocab, |tokens, wanted, f| {
                 let n = tokens.len().min(cfg.max_position_embeddings);
                 logit_rows(&student, &tokens[..n], wanted, ROWS, f)
             })
@@ -105,8 +109,10 @@ pub fn quality(model: &Model, corpus: &Path, n_vocab: usize, threads: usize) -> 
         Model::Gguf(path) => {
             let t = LlamaTeacher::load(path, String::new())?;
             check_vocab(t.info.n_vocab, n_vocab, &model.name())?;
+            let recorded = Manifest::read(corpus)?.map_or(0, |m| m.record.ctx);
+            let ctx = eval_ctx(recorded, t.n_ctx_train());
             let params = SessionParams {
-                ctx: 4096,
+                ctx,
                 parallel: 1,
                 n_batch: 512,
                 threads,
@@ -114,11 +120,25 @@ pub fn quality(model: &Model, corpus: &Path, n_vocab: usize, threads: usize) -> 
                 hidden: false,
             };
             let mut session = t.session(params)?;
-            score_corpus(corpus, |tokens, wanted, f| {
-                session.logits_at(tokens, wanted, |p, z| f(p, z))
+            score_corpus(corpus, n_vocab, |tokens, wanted, f| {
+                // As for a student: a sequence longer than the model's context is scored
+                // up to it.
+                let n = tokens.len().min(ctx);
+                session.logits_at(&tokens[..n], &wanted[..n], |p, z| f(p, z))
             })
         }
     }
+}
+
+/// The context of a llama.cpp eval session: the recording context (no corpus sequence is
+/// longer), within the model's training context.
+fn eval_ctx(recorded: usize, n_ctx_train: usize) -> usize {
+    let need = if recorded == 0 { 4096 } else { recorded };
+    match n_ctx_train {
+        0 => need,
+        train => need.min(train),
+    }
+    .max(16)
 }
 
 /// Logits rows computed at once. With a 262k vocabulary a row is 1 MB: the [n, vocab]
@@ -149,6 +169,24 @@ fn logit_rows(
     Ok(())
 }
 
+/// Every token and top-k id of `shard` must index a row of a `n_vocab`-token model.
+fn check_ids(shard: &Shard, n_vocab: usize, path: &Path) -> Result<()> {
+    let bad = shard
+        .tokens
+        .iter()
+        .chain(&shard.topk_ids)
+        .find(|&&id| id as usize >= n_vocab);
+    match bad {
+        None => Ok(()),
+        Some(id) => Err(Error::Corpus {
+            path: path.to_path_buf(),
+            reason: format!(
+                "holds token id '{id}', outside the model's vocabulary of {n_vocab}: the shard is corrupt or was recorded by a teacher of another vocabulary; evaluate on a corpus this model's teacher recorded (or record it again)"
+            ),
+        }),
+    }
+}
+
 fn check_vocab(model: usize, teacher: usize, name: &str) -> Result<()> {
     if model != teacher {
         return Err(Error::Invalid(format!(
@@ -162,6 +200,40 @@ fn check_vocab(model: usize, teacher: usize, name: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::student::io;
+
+    #[test]
+    fn the_eval_context_fits_the_corpus_within_the_models_training_context() {
+        assert_eq!(eval_ctx(8192, 8192), 8192, "beyond the old fixed 4096");
+        assert_eq!(eval_ctx(512, 8192), 512, "no larger than needed");
+        assert_eq!(
+            eval_ctx(8192, 2048),
+            2048,
+            "no larger than the model was trained for"
+        );
+        assert_eq!(eval_ctx(1024, 0), 1024, "a model that does not say");
+    }
+
+    #[test]
+    fn ids_outside_the_vocabulary_are_refused_naming_the_shard() {
+        let mut shard = Shard::new(2);
+        shard.tokens = vec![1, 2, 3];
+        shard.offsets = vec![0, 3];
+        shard.target_mask = vec![0, 1, 0];
+        shard.topk_ids = vec![4, 5];
+        let path = Path::new("corpus/shard-00000.safetensors");
+        check_ids(&shard, 64, path).expect("in range");
+        shard.topk_ids[1] = 64;
+        let err = check_ids(&shard, 64, path)
+            .expect_err("64 is outside 0..64")
+            .to_string();
+        assert!(
+            err.contains("shard-00000") && err.contains("'64'") && err.contains("corrupt"),
+            "{err}"
+        );
+        shard.topk_ids[1] = 5;
+        shard.tokens[0] = 1000;
+        assert!(check_ids(&shard, 64, path).is_err());
+    }
 
     #[test]
     fn logits_in_row_blocks_equal_the_full_forward() {

@@ -200,6 +200,7 @@ mod tests {
         for n in 1..=40 {
             let m = StepMetrics {
                 hidden: 0.0,
+                skipped_batches: 0,
                 step: n,
                 loss: 1.0,
                 ce: 1.0,

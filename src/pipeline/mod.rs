@@ -9,6 +9,7 @@ pub mod event;
 pub mod lines;
 pub mod plan;
 pub mod progress;
+pub mod run_log;
 pub mod state;
 pub mod summary;
 

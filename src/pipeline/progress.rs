@@ -262,6 +262,7 @@ mod tests {
     fn step(n: usize, loss: f64) -> TrainEvent {
         TrainEvent::Step(StepMetrics {
             hidden: 0.0,
+            skipped_batches: 0,
             step: n,
             loss,
             ce: loss,

@@ -222,7 +222,7 @@ impl RunState {
         let path = dir.join(RUN_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let state: RunState = serde_json::from_slice(&bytes)?;
+                let state = Self::parse(&path, &bytes)?;
                 let diffs = state.settings.differences(&settings);
                 if !diffs.is_empty() {
                     return Err(Error::Invalid(format!(
@@ -262,6 +262,43 @@ impl RunState {
             }
             Err(e) => Err(Error::io(path, e)),
         }
+    }
+
+    /// Parse and check the state file at `path`: its schema version, its fields, one entry
+    /// per stage.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the file, what is wrong, and what to do.
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let refuse = |what: String| {
+            Error::Invalid(format!(
+                "'{}' {what}; restore it from a backup, or pick another --out (or delete '{}') to start the run afresh",
+                path.display(),
+                dir.display()
+            ))
+        };
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| refuse(format!("is not valid JSON ({e})")))?;
+        let version = value
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(RUN_SCHEMA)) {
+            return Err(refuse(format!(
+                "has schema_version {}, this build reads {RUN_SCHEMA}",
+                version.map_or("(none)".into(), |v| v.to_string())
+            )));
+        }
+        let state: Self = serde_json::from_value(value)
+            .map_err(|e| refuse(format!("does not match the run file format ({e})")))?;
+        if state.stages.len() != Stage::ALL.len() {
+            return Err(refuse(format!(
+                "lists {} stages, a run has {}",
+                state.stages.len(),
+                Stage::ALL.len()
+            )));
+        }
+        Ok(state)
     }
 
     /// Write `dir/run.json` atomically.
@@ -411,5 +448,39 @@ mod tests {
         };
         assert_eq!(st.record_tok_s(), Some(120.0));
         assert!((st.record_seconds_left() - 320.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_damaged_run_file_is_refused_naming_the_file_and_the_fix() {
+        let dir = std::env::temp_dir().join(format!("distill-run-bad-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        let mut st = RunState::open(&dir, settings()).expect("fresh");
+        st.save(&dir).expect("save");
+        let good: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(RUN_FILE)).expect("read"))
+                .expect("json");
+        let cases = [
+            ("stages", serde_json::json!([]), "lists 0 stages, a run has"),
+            ("schema_version", serde_json::json!(7), "schema_version 7"),
+            ("settings", serde_json::json!(1), "does not match"),
+        ];
+        for (field, value, says) in cases {
+            let mut bad = good.clone();
+            bad[field] = value;
+            std::fs::write(dir.join(RUN_FILE), bad.to_string()).expect("write");
+            let err = RunState::open(&dir, settings())
+                .expect_err(field)
+                .to_string();
+            assert!(
+                err.contains(says)
+                    && err.contains(&dir.join(RUN_FILE).display().to_string())
+                    && err.contains("pick another --out"),
+                "{err}"
+            );
+        }
+        std::fs::write(dir.join(RUN_FILE), "{").expect("write");
+        let err = RunState::open(&dir, settings()).expect_err("truncated");
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

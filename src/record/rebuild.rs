@@ -58,11 +58,9 @@ pub fn finished_shards(
         }
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let shard = Shard::from_bytes(&bytes).map_err(|e| refuse(format!("is damaged ({e})")))?;
-        let origin = origin::read(&bytes)
-            .map_err(|e| refuse(e))?
-            .ok_or_else(|| {
-                refuse("carries no origin stamp (it was written by an older distill)".into())
-            })?;
+        let origin = origin::read(&bytes).map_err(&refuse)?.ok_or_else(|| {
+            refuse("carries no origin stamp (it was written by an older distill)".into())
+        })?;
         let next = shards.last().map_or(0, |s| s.last_record + 1);
         check(&origin, &shard, next, (teacher_sha256, settings, &sources)).map_err(refuse)?;
         shards.push(ShardInfo {

@@ -97,6 +97,16 @@ impl Stream {
             .collect()
     }
 
+    /// Whether any of windows `ws` holds a target position (a window inside a long prompt
+    /// holds none).
+    pub fn has_targets(&self, ws: &[usize], seq_len: usize) -> bool {
+        ws.iter().any(|&w| {
+            let start = (w * seq_len).min(self.row_of.len());
+            let end = (start + seq_len).min(self.row_of.len());
+            self.row_of[start..end].iter().any(|&r| r != NO_TARGET)
+        })
+    }
+
     /// Number of windows of `seq_len` tokens.
     pub fn windows(&self, seq_len: usize) -> usize {
         self.tokens.len().div_ceil(seq_len)
@@ -281,6 +291,17 @@ mod tests {
             &[104, 105],
             "third row of the second sequence"
         );
+    }
+
+    #[test]
+    fn windows_inside_prompts_have_no_targets() {
+        // Targets at positions 1, 2 (first sequence) and 4, 5, 6 (second).
+        let st = Stream::of_shard(&shard());
+        assert!(!st.has_targets(&[0, 3, 7], 1));
+        assert!(st.has_targets(&[0, 1], 1));
+        assert!(st.has_targets(&[1], 4) && !st.has_targets(&[9], 4));
+        let (_, positions, _) = st.batch(&[0, 3], 1);
+        assert!(positions.is_empty());
     }
 
     #[test]

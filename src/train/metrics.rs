@@ -38,6 +38,9 @@ pub struct StepMetrics {
     pub tok_s: f64,
     /// Seconds since the run began.
     pub elapsed: f64,
+    /// Batches drawn for this step and skipped because they held no target position.
+    #[serde(default)]
+    pub skipped_batches: usize,
 }
 
 /// Figures of a validation pass.
@@ -96,12 +99,33 @@ pub(super) fn validate(
 }
 
 /// Open `metrics.jsonl` for appending, cut back to `keep` lines (a resumed run rewrites
-/// the steps after its checkpoint).
+/// the steps after its checkpoint). The cut is an atomic rewrite, so a crash keeps the old
+/// file or the new one; a file that cannot be read is left as it is and refused.
 pub(super) fn metrics_file(dir: &Path, keep: usize) -> Result<std::io::BufWriter<std::fs::File>> {
     let path: PathBuf = dir.join("metrics.jsonl");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let kept: String = old.lines().take(keep).map(|l| format!("{l}\n")).collect();
-    std::fs::write(&path, kept).map_err(|e| Error::io(&path, e))?;
+    let old = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(Error::Invalid(format!(
+                "cannot read '{}' to resume the run ({e}); it was left as it is: fix or move it aside (a resumed run then starts a new one), then run again",
+                path.display()
+            )));
+        }
+    };
+    // The first `keep` lines, byte for byte, each ending in a newline.
+    let mut kept: Vec<u8> = old
+        .split_inclusive(|&b| b == b'\n')
+        .take(keep)
+        .flatten()
+        .copied()
+        .collect();
+    if kept.last().is_some_and(|&b| b != b'\n') {
+        kept.push(b'\n');
+    }
+    if kept != old || old.is_empty() {
+        crate::record::write_atomic(&path, &kept)?;
+    }
     let f = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
@@ -122,4 +146,50 @@ pub(super) fn write_metric(
     writeln!(w, "{line}").map_err(|e| Error::io("metrics.jsonl", e))?;
     state.metrics_lines += 1;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("distill-metrics-{}-{name}", std::process::id()));
+        std::fs::remove_dir_all(&d).ok();
+        std::fs::create_dir_all(&d).expect("dir");
+        d
+    }
+
+    #[test]
+    fn a_resumed_run_cuts_the_metrics_back_to_its_checkpoint() {
+        let d = dir("cut");
+        let path = d.join("metrics.jsonl");
+        std::fs::write(&path, "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n").expect("write");
+        let mut f = metrics_file(&d, 2).expect("open");
+        writeln!(f, "{{\"step\":3}}").expect("append");
+        drop(f);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text, "{\"step\":1}\n{\"step\":2}\n{\"step\":3}\n");
+        assert!(
+            !d.join("metrics.tmp").exists(),
+            "rewritten through a temporary file"
+        );
+        metrics_file(&d, 0).expect("fresh");
+        assert_eq!(std::fs::read(&path).expect("read"), b"");
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn an_unreadable_metrics_file_is_kept_and_refused() {
+        let d = dir("unreadable");
+        let path = d.join("metrics.jsonl");
+        // A directory in its place: reading it fails.
+        std::fs::create_dir_all(path.join("inside")).expect("dir");
+        let err = metrics_file(&d, 3).expect_err("unreadable").to_string();
+        assert!(
+            err.contains("metrics.jsonl") && err.contains("left as it is"),
+            "{err}"
+        );
+        assert!(path.join("inside").is_dir(), "nothing was wiped");
+        std::fs::remove_dir_all(&d).ok();
+    }
 }

@@ -347,8 +347,9 @@ impl Stepper<'_> {
         let lr = lr_at(state.step, s.steps, s.lr, s.warmup, s.schedule);
         let mut grads: Option<Vec<Tensor>> = None;
         let (mut agg, mut loss_sum, mut tokens) = (LossStats::default(), 0.0, 0);
+        let mut skipped = 0;
         for _ in 0..s.grad_accum.max(1) {
-            let ws = next_windows(&mut self.order, state, self.windows, s);
+            let ws = self.next_batch(state, &mut skipped)?;
             let hidden = self.hidden.as_ref().map(|(w, c)| (*w, c.as_ref()));
             let (loss, stats) = step_loss(
                 self.student,
@@ -398,7 +399,26 @@ impl Stepper<'_> {
             grad_norm: norm,
             tok_s: tokens as f64 / t0.elapsed().as_secs_f64(),
             elapsed: 0.0,
+            skipped_batches: skipped,
         })
+    }
+
+    /// The next batch of windows that holds a target position; batches without one (all
+    /// their windows inside long prompts) are skipped, as validation skips them, and
+    /// counted in `skipped`.
+    fn next_batch(&mut self, state: &mut TrainState, skipped: &mut usize) -> Result<Vec<usize>> {
+        // An epoch's worth of empty batches means no window has a target at all.
+        for _ in 0..=self.windows {
+            let ws = next_windows(&mut self.order, state, self.windows, self.s);
+            if self.data.has_targets(&ws, self.s.seq_len) {
+                return Ok(ws);
+            }
+            *skipped += 1;
+        }
+        Err(Error::Invalid(format!(
+            "no training window of {} tokens holds a target position; record responses into the corpus",
+            self.s.seq_len
+        )))
     }
 }
 

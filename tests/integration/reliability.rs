@@ -1,5 +1,5 @@
 //! Reliability on the real teacher: output directories that lost their manifest or that two
-//! processes want at once.
+//! processes want at once, and training data that must not stop a run.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -98,7 +98,11 @@ fn a_second_process_on_the_same_out_dir_is_refused_naming_the_first() {
         &["--max-new-tokens", "64", "--shard-size", "1"],
     );
     // A record that runs for a while; a second one on its --out is refused while it does.
-    let mut first = distill_cmd(&args).spawn().expect("spawn");
+    let mut first = distill_cmd(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
     let clock = Instant::now();
     while lock_pid(&out) != Some(first.id()) {
         assert!(
@@ -119,9 +123,13 @@ fn a_second_process_on_the_same_out_dir_is_refused_naming_the_first() {
             && err.contains(&format!("pid {}", first.id())),
         "{err}"
     );
-    // The killed process's lock file does not block: the same command resumes.
-    let stdout = distill_ok(&args);
-    assert!(stdout.contains("records    24 in corpus"), "{stdout}");
+    // The killed process's lock file does not block: the same command resumes (cut short
+    // with --limit, which is not part of the corpus settings).
+    let mut resume = args.clone();
+    resume.extend(["--limit".to_string(), "1".to_string()]);
+    let stdout = distill_ok(&resume);
+    assert!(stdout.contains("in corpus"), "{stdout}");
+    assert!(lock_pid(&out).is_some_and(|pid| pid != first.id()));
 
     // train and run refuse a directory this process holds, naming this pid.
     let me = format!("pid {}", std::process::id());
@@ -160,4 +168,47 @@ fn a_second_process_on_the_same_out_dir_is_refused_naming_the_first() {
         "{err}"
     );
     drop(held);
+}
+
+#[test]
+fn batches_without_targets_are_skipped_and_counted() {
+    let dir = temp_dir("reliability-empty-batches");
+    // Long prompts, one-word answers: most 16-token windows lie inside a prompt.
+    let long = "The committee met on a grey morning to read the long report aloud, page by page, \
+        while the rain kept falling on the old roof of the hall. "
+        .repeat(6);
+    let records: String = ["Yes.", "No."]
+        .iter()
+        .map(|r| format!("{}\n", serde_json::json!({"prompt": long, "response": r})))
+        .collect();
+    let prompts = write(&dir, "p.jsonl", &records);
+    let corpus = dir.join("corpus");
+    distill_ok(&record_args(&prompts, &corpus, &["--mode", "score"]));
+    let student = dir.join("student");
+    let stdout = distill_ok(&[
+        "train",
+        "--corpus",
+        &corpus.display().to_string(),
+        "--out",
+        &student.display().to_string(),
+        "--quiet",
+        "--preset",
+        "small",
+        "--steps",
+        "3",
+        "--batch",
+        "1",
+        "--seq-len",
+        "16",
+        "--eval-every",
+        "0",
+    ]);
+    assert!(stdout.contains("3 steps"), "{stdout}");
+    let steps = crate::train::metrics(&student, "train");
+    assert_eq!(steps.len(), 3);
+    let skipped: u64 = steps
+        .iter()
+        .map(|m| m["skipped_batches"].as_u64().expect("skipped_batches"))
+        .sum();
+    assert!(skipped > 0, "{steps:?}");
 }

@@ -124,6 +124,7 @@ fn recording() -> App {
 fn step(n: usize) -> Event {
     Event::Train(TrainEvent::Step(StepMetrics {
         hidden: 0.0,
+        skipped_batches: 0,
         step: n,
         loss: 6.0 - n as f64 * 0.1,
         ce: 5.0,
