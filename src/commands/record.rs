@@ -17,6 +17,7 @@ impl From<&RecordArgs> for RecordConfig {
             limit: a.limit,
             minutes: None,
             stop: None,
+            slice: a.shard,
             settings: RecordSettings {
                 mode: a.mode,
                 k: a.top_k,

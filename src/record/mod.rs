@@ -2,14 +2,18 @@
 
 mod jobs;
 pub mod manifest;
+pub mod merge;
 pub mod prompts;
 pub mod recorder;
 pub mod shard;
+pub mod slice;
 
 pub use jobs::check_sources;
 pub use manifest::{Manifest, Mode, RecordSettings, ShardInfo, SourceInfo};
+pub use merge::{MergeSummary, merge};
 pub use recorder::{Progress, RecordConfig, Summary, record, record_with};
 pub use shard::Shard;
+pub use slice::Slice;
 
 use std::io::Write;
 use std::path::Path;
