@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::jobs::{build_jobs, check_sources};
 use super::manifest::{Manifest, RecordSettings, SCHEMA_VERSION, SourceInfo, now_rfc3339};
 use super::shard::{self, Shard};
-use super::slice::{Slice, grid};
+use super::slice::{GridShard, Slice, grid};
 use crate::corpus::Source;
 use crate::gguf::{GgufMeta, TeacherProfile, hex};
 use crate::teacher::{
@@ -235,11 +235,7 @@ fn run_recording(
 /// The shards this run records, as (grid index, first record, last record), and the records
 /// the corpus (or its slice) holds once they are done. A whole corpus continues after its
 /// last shard (so `--limit` may grow); a slice takes its shards of the grid of `planned`.
-fn plan(
-    cfg: &RecordConfig,
-    m: &Manifest,
-    planned: usize,
-) -> Result<(Vec<(usize, usize, usize)>, usize)> {
+fn plan(cfg: &RecordConfig, m: &Manifest, planned: usize) -> Result<(Vec<GridShard>, usize)> {
     let size = cfg.settings.shard_size;
     let Some(slice) = cfg.slice else {
         let mut todo = Vec::new();
@@ -304,7 +300,7 @@ fn write_shard(
     cfg: &RecordConfig,
     teacher: &dyn Teacher,
     seqs: &[Sequence],
-    (j, first, last): (usize, usize, usize),
+    (j, first, last): GridShard,
     manifest: &mut Manifest,
     summary: &mut Summary,
 ) -> Result<()> {

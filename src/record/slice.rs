@@ -63,9 +63,11 @@ impl FromStr for Slice {
     }
 }
 
-/// The grid of a recording of `planned` records in shards of `shard_size`: per shard its
-/// index and first and last record.
-pub fn grid(planned: usize, shard_size: usize) -> Vec<(usize, usize, usize)> {
+/// One shard of the grid: its index, first record and last record.
+pub type GridShard = (usize, usize, usize);
+
+/// The grid of a recording of `planned` records in shards of `shard_size`.
+pub fn grid(planned: usize, shard_size: usize) -> Vec<GridShard> {
     (0..planned.div_ceil(shard_size.max(1)))
         .map(|j| {
             let first = j * shard_size;
