@@ -8,9 +8,9 @@ use crate::handoff;
 pub fn run(args: &ExportCorpusArgs) -> anyhow::Result<()> {
     let e = handoff::export_corpus(&args.corpus, args.format, &args.out).with_context(|| {
         format!(
-            "exporting '{}' for {:?}",
+            "exporting '{}' for {}",
             args.corpus.display(),
-            args.format
+            args.format.name()
         )
     })?;
     println!(

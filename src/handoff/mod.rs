@@ -30,7 +30,8 @@ pub enum Format {
 }
 
 impl Format {
-    fn name(self) -> &'static str {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
         match self {
             Format::Axolotl => "axolotl",
             Format::Distillkit => "distillkit",
