@@ -29,9 +29,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   did=1
 fi
 
-if ! python3 -c 'import numpy, safetensors' 2>/dev/null; then
-  echo "setup: installing numpy and safetensors for python3"
-  python3 -m pip install -q numpy safetensors
+if ! python3 -c 'import numpy, safetensors, pyarrow' 2>/dev/null; then
+  echo "setup: installing numpy, safetensors and pyarrow for python3"
+  python3 -m pip install -q numpy safetensors pyarrow
   did=1
 fi
 

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::record::Mode;
+use crate::handoff::Format;
+use crate::record::{Mode, Slice};
 use crate::student::Preset;
 use crate::student::shape::ShapeKind;
 use crate::train::schedule::Schedule;
@@ -36,6 +37,12 @@ pub enum Command {
     /// Example: distill record --prompts prompts/train.jsonl --out data/train
     #[command(verbatim_doc_comment)]
     Record(Box<RecordArgs>),
+    /// Join the slices recorded by `record --shard I/N` on N machines into one corpus,
+    /// after checking they share teacher, settings and prompt files and that none is missing.
+    ///
+    /// Example: distill merge data/train data/train-0 data/train-1 data/train-2
+    #[command(verbatim_doc_comment)]
+    Merge(MergeArgs),
     /// Show what a corpus holds: teacher, settings, counts, and a decoded sample.
     ///
     /// Example: distill inspect data/train
@@ -58,6 +65,12 @@ pub enum Command {
     /// Example: distill export --student data/student --out student.gguf --quant q8_0
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
+    /// Write a recorded corpus as parquet for a PyTorch distillation trainer (axolotl's KD
+    /// plugin or DistillKit), with a sample config; needs python3 with pyarrow.
+    ///
+    /// Example: distill export-corpus data/train --format axolotl --out data/axolotl
+    #[command(verbatim_doc_comment)]
+    ExportCorpus(ExportCorpusArgs),
     /// Chat with the teacher and the student side by side, both streaming, with time to
     /// first token, tokens/s and the student's speed-up live.
     ///
@@ -275,6 +288,19 @@ pub struct RunArgs {
 pub enum ExportFormat {
     /// One GGUF file for llama.cpp.
     Gguf,
+}
+
+/// Arguments of `distill export-corpus`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportCorpusArgs {
+    /// Corpus directory written by `distill record` (or `distill merge`).
+    pub corpus: PathBuf,
+    /// The trainer to write for.
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Directory for the dataset and the sample config.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Arguments of `distill export`.
@@ -564,9 +590,24 @@ pub struct RecordArgs {
     /// position, for `distill train --hidden-weight` (about 4x the corpus size at H 576).
     #[arg(long)]
     pub hidden: bool,
+    /// Record only slice I of N (0 <= I < N): shards j with j % N == I, so N machines
+    /// record at once, each into its own --out; `distill merge` joins them into the corpus
+    /// one machine would have written.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Slice>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Arguments of `distill merge`.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// New corpus directory to write.
+    pub out: PathBuf,
+    /// The slice directories written by `record --shard I/N`, all N of them, in any order.
+    #[arg(required = true, num_args = 1..)]
+    pub slices: Vec<PathBuf>,
 }
 
 /// Arguments of `distill inspect`.

@@ -15,6 +15,7 @@ pub mod corpus;
 pub mod error;
 pub mod eval;
 pub mod gguf;
+pub mod handoff;
 pub mod lock;
 pub mod pipeline;
 pub mod record;

@@ -53,14 +53,22 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         );
     }
     let tot = &m.totals;
-    let status = if m.complete {
-        "complete".to_string()
-    } else {
-        format!(
+    let status = match (m.slice, m.complete) {
+        (Some(slice), true) => format!(
+            "slice {slice} of {} records, complete: `distill merge` joins the slices",
+            m.planned_records
+        ),
+        (Some(slice), false) => format!(
+            "slice {slice} of {} records, incomplete: {} recorded",
+            m.planned_records,
+            m.records()
+        ),
+        (None, true) => "complete".to_string(),
+        (None, false) => format!(
             "incomplete: {} of {} records",
             m.next_record(),
             m.planned_records
-        )
+        ),
     };
     println!(
         "records     {} sequences in {} shards ({status})",

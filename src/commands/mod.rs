@@ -5,7 +5,9 @@ mod bench;
 mod chat;
 mod eval;
 mod export;
+mod export_corpus;
 mod inspect;
+mod merge;
 mod pipeline;
 mod record;
 mod teacher;
@@ -20,6 +22,7 @@ use crate::cli::{BenchCommand, Cli, Command, TeacherCommand};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Record(args) => record::run(&args),
+        Command::Merge(args) => merge::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Bench(BenchCommand::Teacher(args)) => bench::teacher(&args),
@@ -27,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Model(args)) => eval::bench_model(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::ExportCorpus(args) => export_corpus::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Run(args) => pipeline::run(&args),
         Command::Teacher(TeacherCommand::Info(args)) => teacher::info(&args),

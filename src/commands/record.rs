@@ -17,6 +17,7 @@ impl From<&RecordArgs> for RecordConfig {
             limit: a.limit,
             minutes: None,
             stop: None,
+            slice: a.shard,
             settings: RecordSettings {
                 mode: a.mode,
                 k: a.top_k,
@@ -132,6 +133,12 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
         s.targets,
         s.bytes as f64 / s.targets.max(1) as f64
     );
+    if let Some(slice) = args.shard {
+        println!(
+            "slice      {slice}: when all {} slices are recorded, join them with `distill merge OUT DIRS...`",
+            slice.count
+        );
+    }
     if s.skipped_bad + s.skipped_long > 0 {
         println!(
             "skipped    {} bad lines, {} records too long for --ctx",

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::slice::Slice;
 use super::write_atomic;
 use crate::teacher::TeacherInfo;
 use crate::{Error, Result};
@@ -184,8 +185,12 @@ pub struct Manifest {
     pub totals: Totals,
     /// Records the run was asked to record (after `--limit`).
     pub planned_records: usize,
-    /// Whether every planned record is in a shard.
+    /// Whether every planned record is in a shard (of a slice: every record of the slice).
     pub complete: bool,
+    /// The slice of the recording this directory holds (`record --shard I/N`); `None` for a
+    /// whole corpus. `distill merge` joins the N slices into one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice: Option<Slice>,
     /// When the corpus was started (UTC, RFC 3339).
     pub created: String,
     /// When the manifest was last written.
@@ -251,6 +256,14 @@ impl Manifest {
     /// Index of the first record not yet in a shard.
     pub fn next_record(&self) -> usize {
         self.shards.last().map_or(0, |s| s.last_record + 1)
+    }
+
+    /// Records in the listed shards (equal to [`Manifest::next_record`] but for a slice).
+    pub fn records(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.last_record + 1 - s.first_record)
+            .sum()
     }
 }
 

@@ -2,16 +2,20 @@
 
 mod jobs;
 pub mod manifest;
+pub mod merge;
 pub mod origin;
 pub mod prompts;
 mod rebuild;
 pub mod recorder;
 pub mod shard;
+pub mod slice;
 
 pub use jobs::check_sources;
 pub use manifest::{Manifest, Mode, RecordSettings, ShardInfo, SourceInfo};
+pub use merge::{MergeSummary, merge};
 pub use recorder::{Progress, RecordConfig, Summary, record, record_with};
 pub use shard::Shard;
+pub use slice::Slice;
 
 use std::io::Write;
 use std::path::Path;

@@ -141,7 +141,7 @@ pub fn manifest(
     sources: &[Source],
     shards: Vec<ShardInfo>,
 ) -> Result<Manifest> {
-    let mut m = super::recorder::new_manifest(teacher, settings, sources);
+    let mut m = super::recorder::new_manifest(teacher, settings, sources, None);
     m.shards = shards;
     m.write(dir)?;
     Ok(m)
@@ -160,6 +160,19 @@ pub(super) fn unlisted(
 ) -> Result<Vec<ShardInfo>> {
     match existing {
         Some(_) => Ok(Vec::new()),
+        None if cfg.slice.is_some() && !shard_files(&cfg.out)?.is_empty() => {
+            // A slice's shards are numbered by their place in the whole grid, with gaps:
+            // the rebuild (which wants 0..n) does not apply; keep them and say so.
+            Err(Error::Corpus {
+                path: cfg.out.clone(),
+                reason: format!(
+                    "manifest.json is missing in this --shard directory; a slice's manifest \
+                     cannot be rebuilt from its shards. Nothing was deleted: restore '{}' \
+                     from a backup, or record the slice into a new directory",
+                    cfg.out.join(super::manifest::MANIFEST).display()
+                ),
+            })
+        }
         None => finished_shards(&cfg.out, teacher_sha256, &cfg.settings, sources),
     }
 }

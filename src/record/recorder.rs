@@ -17,6 +17,7 @@ use super::manifest::{Manifest, RecordSettings, SCHEMA_VERSION, SourceInfo, now_
 use super::origin::Origin;
 use super::rebuild;
 use super::shard::{self, Shard};
+use super::slice::{GridShard, Slice, grid};
 use crate::corpus::Source;
 use crate::gguf::{GgufMeta, TeacherProfile, hex};
 use crate::lock::{DirLock, LOCK_FILE};
@@ -47,6 +48,8 @@ pub struct RecordConfig {
     /// When set (from another thread), give up the shard in progress as soon as one of its
     /// sequences finishes and return [`Error::Stopped`]; finished shards are kept.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Record only this slice of the shard grid (`--shard I/N`); `None` records it all.
+    pub slice: Option<Slice>,
 }
 
 /// Events for a progress display.
@@ -124,7 +127,7 @@ pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summar
     let existing = open_dir(&cfg.out)?;
     if let Some(m) = &existing {
         let fingerprint = meta.tokenizer_fingerprint();
-        check_resume(m, &cfg.out, (&sha, &fingerprint), &cfg.settings, &sources)?;
+        check_resume(m, cfg, (&sha, &fingerprint), &sources)?;
     }
     let found = rebuild::unlisted(cfg, existing.as_ref(), &sha, &sources)?;
     let teacher = LlamaTeacher::load(&cfg.teacher, sha)?;
@@ -150,7 +153,7 @@ pub fn record_with(
             teacher.info().sha256.as_str(),
             teacher.info().tokenizer_fingerprint.as_str(),
         );
-        check_resume(m, &cfg.out, id, &cfg.settings, &sources)?;
+        check_resume(m, cfg, id, &sources)?;
     }
     let found = rebuild::unlisted(cfg, existing.as_ref(), &teacher.info().sha256, &sources)?;
     let existing = rebuild::adopt(cfg, teacher.info(), &sources, existing, found, on)?;
@@ -188,14 +191,16 @@ fn run_recording(
     };
     let jobs = build_jobs(teacher, sources, s, &mut summary.skipped_long)?;
     let planned = cfg.limit.map_or(jobs.len(), |l| l.min(jobs.len()));
-    let mut manifest = existing.unwrap_or_else(|| new_manifest(teacher.info(), s, sources));
+    let mut manifest =
+        existing.unwrap_or_else(|| new_manifest(teacher.info(), s, sources, cfg.slice));
+    let (todo, to_hold) = plan(cfg, &manifest, planned)?;
     manifest.planned_records = planned;
-    let start = manifest.next_record();
+    let start = manifest.records();
     summary.resumed_from = start;
     on(Progress::Started {
         teacher: teacher.info().clone(),
-        planned,
-        done: start.min(planned),
+        planned: to_hold,
+        done: start.min(to_hold),
     });
     let mut decoder = teacher.decoder(SessionParams {
         ctx: s.ctx,
@@ -206,22 +211,21 @@ fn run_recording(
         hidden: s.hidden,
     })?;
     let clock = Instant::now();
-    let mut first = start;
-    while first < planned {
-        let last = (first + s.shard_size).min(planned) - 1;
+    for &(j, first, last) in &todo {
         let shard = decode_shard(cfg, teacher, decoder.as_mut(), &jobs[first..=last], on)?;
         write_shard(
             cfg,
             teacher,
             &shard,
-            (first, last),
+            (j, first, last),
             &mut manifest,
             &mut summary,
         )?;
-        manifest.complete = last + 1 >= planned;
+        manifest.complete = manifest.records() >= to_hold;
         manifest.write(&cfg.out)?;
-        on(Progress::Shard { done: last + 1 });
-        first = last + 1;
+        on(Progress::Shard {
+            done: manifest.records(),
+        });
         if cfg
             .minutes
             .is_some_and(|m| clock.elapsed().as_secs_f64() >= m * 60.0)
@@ -229,14 +233,50 @@ fn run_recording(
             break; // out of time: the corpus stays resumable
         }
     }
-    if start >= planned {
+    if todo.is_empty() {
         manifest.complete = true;
         manifest.write(&cfg.out)?;
     }
     summary.seconds = clock.elapsed().as_secs_f64();
-    (summary.records, summary.targets) = (manifest.next_record(), manifest.totals.targets);
+    (summary.records, summary.targets) = (manifest.records(), manifest.totals.targets);
     summary.bytes = manifest.totals.bytes;
     Ok(summary)
+}
+
+/// The shards this run records, as (grid index, first record, last record), and the records
+/// the corpus (or its slice) holds once they are done. A whole corpus continues after its
+/// last shard (so `--limit` may grow); a slice takes its shards of the grid of `planned`.
+fn plan(cfg: &RecordConfig, m: &Manifest, planned: usize) -> Result<(Vec<GridShard>, usize)> {
+    let size = cfg.settings.shard_size;
+    let Some(slice) = cfg.slice else {
+        let mut todo = Vec::new();
+        let (mut j, mut first) = (m.shards.len(), m.next_record());
+        while first < planned {
+            let last = (first + size).min(planned) - 1;
+            todo.push((j, first, last));
+            (j, first) = (j + 1, last + 1);
+        }
+        return Ok((todo, planned));
+    };
+    if !m.shards.is_empty() && m.planned_records != planned {
+        return Err(Error::Corpus {
+            path: cfg.out.clone(),
+            reason: format!(
+                "slice {slice} was started with {} records planned, this run plans {planned}; every slice must cut the same grid: rerun with the original --limit and prompt files",
+                m.planned_records
+            ),
+        });
+    }
+    let mine: Vec<_> = grid(planned, size)
+        .into_iter()
+        .filter(|&(j, _, _)| slice.holds(j))
+        .collect();
+    let to_hold = mine.iter().map(|&(_, f, l)| l + 1 - f).sum();
+    let todo = mine
+        .into_iter()
+        .filter(|&(_, f, _)| !m.shards.iter().any(|s| s.first_record == f))
+        .collect();
+    Ok((todo, to_hold))
 }
 
 /// Decode one shard's jobs into its sequences, in job order; stops (with
@@ -266,12 +306,12 @@ fn decode_shard(
     Ok(seqs.into_iter().flatten().collect())
 }
 
-/// Write the shard of records `first..=last` and list it in the manifest.
+/// Write grid shard `j`, of records `first..=last`, and list it in the manifest.
 fn write_shard(
     cfg: &RecordConfig,
     teacher: &dyn Teacher,
     seqs: &[Sequence],
-    (first, last): (usize, usize),
+    (j, first, last): GridShard,
     manifest: &mut Manifest,
     summary: &mut Summary,
 ) -> Result<()> {
@@ -288,7 +328,7 @@ fn write_shard(
             _ => {}
         }
     }
-    let file = shard::file_name(manifest.shards.len());
+    let file = shard::file_name(j);
     let sources = manifest.sources.iter().map(|s| s.sha256.clone()).collect();
     let origin = Origin::new(
         &manifest.teacher.sha256,
@@ -380,16 +420,17 @@ fn open_dir(dir: &Path) -> Result<Option<Manifest>> {
     Ok(manifest)
 }
 
-/// Refuse to extend a corpus made by another teacher, other settings or other prompts.
+/// Refuse to extend a corpus made by another teacher, other settings or other prompts, or
+/// holding another slice.
 fn check_resume(
     m: &Manifest,
-    dir: &Path,
+    cfg: &RecordConfig,
     (sha, fp): (&str, &str),
-    s: &RecordSettings,
     sources: &[Source],
 ) -> Result<()> {
+    let s = &cfg.settings;
     let refuse = |reason: String| Error::Corpus {
-        path: dir.to_path_buf(),
+        path: cfg.out.clone(),
         reason: format!(
             "{reason}; rerun with the original settings to resume, or choose a new --out directory"
         ),
@@ -404,6 +445,15 @@ fn check_resume(
             "it was recorded by teacher '{}' (sha256 {}), not this one (sha256 {sha}, {what})",
             m.teacher.file,
             &m.teacher.sha256[..12.min(m.teacher.sha256.len())]
+        )));
+    }
+    if m.slice != cfg.slice {
+        let name =
+            |x: Option<Slice>| x.map_or("the whole recording".into(), |x| format!("slice {x}"));
+        return Err(refuse(format!(
+            "--shard differs: the directory holds {}, this run asks for {}",
+            name(m.slice),
+            name(cfg.slice)
         )));
     }
     let diffs = m.record.differences(s);
@@ -433,6 +483,7 @@ pub(super) fn new_manifest(
     teacher: &TeacherInfo,
     s: &RecordSettings,
     sources: &[Source],
+    slice: Option<Slice>,
 ) -> Manifest {
     let now = now_rfc3339();
     Manifest {
@@ -452,6 +503,7 @@ pub(super) fn new_manifest(
         totals: Default::default(),
         planned_records: 0,
         complete: false,
+        slice,
         created: now.clone(),
         updated: now,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -40,6 +40,7 @@ fn config(prompts: &Path, out: &Path, mode: Mode) -> RecordConfig {
         limit: None,
         minutes: None,
         stop: None,
+        slice: None,
     }
 }
 

@@ -142,6 +142,7 @@ impl Job {
             },
             minutes: Some(cap / 60.0),
             stop: Some(Arc::clone(stop)),
+            slice: None,
         };
         (cfg, cap)
     }
