@@ -219,8 +219,7 @@ class Suite:
 # ---- cases ------------------------------------------------------------------------------
 
 
-def kill_record(s: Suite, whole):
-    took = s.timed(s.record_args(s.fresh("record-whole-timing")))
+def kill_record(s: Suite, whole, took):
     survived = lost = hits = 0
     for t in range(s.trials):
         out = s.fresh(f"kill-record-{t}")
@@ -238,8 +237,7 @@ def kill_record(s: Suite, whole):
     s.report("kill-record", s.trials, survived, lost, f"{hits} killed mid-run, at 0..{took:.1f}s")
 
 
-def kill_train(s: Suite, corpus, whole):
-    took = s.timed(s.train_args(corpus, s.fresh("train-whole-timing")))
+def kill_train(s: Suite, corpus, whole, took):
     survived = lost = hits = 0
     for t in range(s.trials):
         out = s.fresh(f"kill-train-{t}")
@@ -248,6 +246,8 @@ def kill_train(s: Suite, corpus, whole):
         state = out / "train_state.json"
         saved = json.loads(state.read_text())["step"] if state.exists() else None
         p = s.run(s.train_args(corpus, out, ["--resume"] if saved is not None else []))
+        # A checkpoint saved before the kill that cannot be resumed from is work lost.
+        lost += int(saved is not None and p.returncode != 0)
         if p.returncode != 0 and saved is None:
             # Killed before the first checkpoint: a rerun without --resume starts over.
             p = s.run(s.train_args(corpus, out))
@@ -320,9 +320,7 @@ def full_disk(s: Suite, whole, corpus, student):
     else:
         out.mkdir(parents=True)
         p = s.run(s.record_args(out), limit_fsize=max(total // 8, 1024))
-    named = p.returncode not in (0, 101) and ("space" in p.stderr.lower()
-                                             or "too large" in p.stderr.lower()
-                                             or "disk" in p.stderr.lower())
+    named = names_full_disk(p)
     before = {f: h for f, h in s.shard_hashes(out).items() if h}
     if how == "tmpfs":
         subprocess.run(["mount", "-o", "remount,size=64m", str(out)], capture_output=True)
@@ -347,9 +345,7 @@ def full_disk(s: Suite, whole, corpus, student):
     else:
         out.mkdir(parents=True)
         p = s.run(s.train_args(corpus, out), limit_fsize=int(ckpt * 0.5))
-    named = p.returncode not in (0, 101) and ("space" in p.stderr.lower()
-                                             or "too large" in p.stderr.lower()
-                                             or "disk" in p.stderr.lower())
+    named = names_full_disk(p)
     state = out / "train_state.json"
     loadable = True
     if state.exists():
@@ -382,9 +378,7 @@ def full_disk(s: Suite, whole, corpus, student):
         d.mkdir(parents=True)
         shutil.copy(old_ref, target)
         p = s.run(s.export_args(student, target, "f16"), limit_fsize=size)
-    named = p.returncode not in (0, 101) and ("space" in p.stderr.lower()
-                                             or "too large" in p.stderr.lower()
-                                             or "disk" in p.stderr.lower())
+    named = names_full_disk(p)
     kept = target.exists() and s.sha(target) == s.sha(old_ref)
     leftovers = [f.name for f in d.iterdir() if f.name != "student.gguf"]
     if how == "tmpfs":
@@ -431,6 +425,7 @@ def second_writer(s: Suite, corpus):
         first.wait()
         refused = second.returncode not in (0, 101) and str(first.pid) in second.stderr
         survived += int(refused and first_fine)
+        lost += int(not first_fine)
         if s.verbose and not refused:
             print(f"  {name}: second exit {second.returncode}: {second.stderr[-300:]}")
     s.report("second-writer", trials, survived, lost, "record, train, run")
@@ -544,6 +539,12 @@ def corrupt_run(s: Suite):
     s.report("corrupt-run", trials, survived, lost, "garbage, truncated, short stages, wrong type")
 
 
+def names_full_disk(p) -> bool:
+    """A clean failure (no panic) whose message says the disk or file size ran out."""
+    err = p.stderr.lower()
+    return p.returncode not in (0, 101) and any(w in err for w in ("space", "too large", "disk"))
+
+
 def damage(path: Path, how: str):
     data = bytearray(path.read_bytes())
     if how == "flip":
@@ -588,19 +589,15 @@ def main():
     want = lambda c: not a.only or c in a.only
     clock = time.monotonic()
 
-    whole = s.work / "record-whole"
-    if not (s.manifest(whole) or {}).get("complete"):
-        s.fresh("record-whole")
-        s.ok(s.record_args(whole))
-    train_whole = s.work / "train-whole"
-    if not (train_whole / "metrics.jsonl").exists():
-        s.fresh("train-whole")
-        s.ok(s.train_args(whole, train_whole))
+    whole = s.fresh("record-whole")
+    record_took = s.timed(s.record_args(whole))
+    train_whole = s.fresh("train-whole")
+    train_took = s.timed(s.train_args(whole, train_whole))
 
     if want("kill-record"):
-        kill_record(s, whole)
+        kill_record(s, whole, record_took)
     if want("kill-train"):
-        kill_train(s, whole, train_whole)
+        kill_train(s, whole, train_whole, train_took)
     if want("kill-export"):
         kill_export(s, train_whole)
     if want("kill-run"):

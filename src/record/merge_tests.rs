@@ -9,10 +9,7 @@ use crate::record::{Mode, RecordConfig, RecordSettings, record_with};
 use crate::teacher::fake::FakeTeacher;
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("distill-merge-{}-{name}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).expect("dir");
-    d
+    crate::record::recorder::tests::dir(&format!("merge-{name}"))
 }
 
 const PROMPTS: &str = "{\"prompt\": \"one\"}\n{\"prompt\": \"two\"}\n{\"prompt\": \"three\"}\n\
@@ -20,28 +17,8 @@ const PROMPTS: &str = "{\"prompt\": \"one\"}\n{\"prompt\": \"two\"}\n{\"prompt\"
 
 fn config(prompts: &Path, out: &Path, slice: Option<Slice>) -> RecordConfig {
     RecordConfig {
-        teacher: "fake.gguf".into(),
-        prompts: vec![prompts.to_path_buf()],
-        out: out.to_path_buf(),
-        settings: RecordSettings {
-            mode: Mode::Generate,
-            k: 4,
-            temperature: 0.0,
-            top_p: 1.0,
-            seed: 1,
-            max_new_tokens: 8,
-            system: None,
-            ctx: 64,
-            parallel: 2,
-            shard_size: 2,
-            skip_bad: false,
-            threads: 1,
-            hidden: false,
-        },
-        limit: None,
-        minutes: None,
-        stop: None,
         slice,
+        ..crate::record::recorder::tests::config(prompts, out, Mode::Generate)
     }
 }
 

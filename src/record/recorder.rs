@@ -512,4 +512,4 @@ pub(super) fn new_manifest(
 
 #[cfg(test)]
 #[path = "recorder_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -10,14 +10,16 @@ use super::*;
 use crate::record::{Mode, Progress};
 use crate::teacher::fake::FakeTeacher;
 
-fn dir(name: &str) -> PathBuf {
+/// A fresh temp directory for one test.
+pub(crate) fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("distill-rec-{}-{name}", std::process::id()));
     std::fs::remove_dir_all(&d).ok();
     std::fs::create_dir_all(&d).expect("dir");
     d
 }
 
-fn config(prompts: &Path, out: &Path, mode: Mode) -> RecordConfig {
+/// A fake-teacher recording of `prompts` into `out`: k 4, greedy, shards of 2.
+pub(crate) fn config(prompts: &Path, out: &Path, mode: Mode) -> RecordConfig {
     RecordConfig {
         teacher: "fake.gguf".into(),
         prompts: vec![prompts.to_path_buf()],
