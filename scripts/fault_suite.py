@@ -290,11 +290,13 @@ def kill_run(s: Suite):
         out = s.fresh(f"kill-run-{t}")
         at = s.rng.uniform(0.1, took)
         hits += s.kill_at(s.run_args(out), at)
-        before = {f: h for f, h in s.shard_hashes(out / "corpus").items() if h}
+        corpora = ("train", "valid")  # the run's two recordings
+        before = {(c, f): h for c in corpora
+                  for f, h in s.shard_hashes(out / c).items() if h}
         p = s.run(s.run_args(out))
-        after = s.shard_hashes(out / "corpus")
-        lost += sum(1 for f, h in before.items() if after.get(f) != h)
-        same_c, why_c = s.corpus_equal(whole / "corpus", out / "corpus")
+        lost += sum(1 for (c, f), h in before.items() if s.shard_hashes(out / c).get(f) != h)
+        checks = [s.corpus_equal(whole / c, out / c) for c in corpora]
+        same_c, why_c = all(ok for ok, _ in checks), "; ".join(w for _, w in checks)
         same_l, why_l = s.losses_equal(whole / "student", out / "student")
         if p.returncode == 0 and same_c and same_l:
             survived += 1

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::record::{Mode, RecordConfig, RecordSettings, record_with};
+use crate::record::{Mode, RecordConfig, record_with};
 use crate::teacher::fake::FakeTeacher;
 
 fn dir(name: &str) -> PathBuf {
