@@ -419,17 +419,30 @@ def second_writer(s: Suite, corpus):
         out = s.fresh(f"second-{name}")
         first = subprocess.Popen(s.cmd(make(out)), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-        time.sleep(1.5)
+        # Once the first holds the lock, pause it there so that the second surely meets it.
+        lock = out / ".distill.lock"
+        clock = time.monotonic()
+        while first.poll() is None and time.monotonic() - clock < 120:
+            if lock.exists() and str(first.pid) in lock.read_text(errors="replace"):
+                break
+            time.sleep(0.01)
+        first.send_signal(signal.SIGSTOP)
         second = s.run(make(out))
-        # The first writer must be undisturbed: still running, or finished cleanly.
-        first_fine = first.poll() is None or first.returncode == 0
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        first.send_signal(signal.SIGCONT)
+        if name == "run":
+            # The first writer must be undisturbed: still running; it is not waited for.
+            time.sleep(1)
+            first_fine = first.poll() is None
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        else:
+            first_fine = first.wait(timeout=600) == 0
         refused = second.returncode not in (0, 101) and str(first.pid) in second.stderr
         survived += int(refused and first_fine)
         lost += int(not first_fine)
-        if s.verbose and not refused:
-            print(f"  {name}: second exit {second.returncode}: {second.stderr[-300:]}")
+        if s.verbose and not (refused and first_fine):
+            print(f"  {name}: second exit {second.returncode}, first fine {first_fine}: "
+                  f"{second.stderr[-300:]}")
     s.report("second-writer", trials, survived, lost, "record, train, run")
 
 
