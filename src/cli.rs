@@ -11,6 +11,8 @@ use crate::student::Preset;
 use crate::student::shape::ShapeKind;
 use crate::train::schedule::Schedule;
 
+pub mod values;
+
 /// Where `scripts/setup.sh` puts the default teacher.
 pub const DEFAULT_TEACHER: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -130,7 +132,7 @@ pub struct TeacherCutArgs {
     #[arg(long, default_value = DEFAULT_TEACHER)]
     pub teacher: PathBuf,
     /// Blocks to keep, in order (renumbered from 0).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required = true, value_parser = values::BLOCK)]
     pub blocks: Vec<usize>,
     /// The GGUF to write.
     #[arg(long)]
@@ -164,25 +166,25 @@ pub struct ChatArgs {
     #[arg(long, value_enum, default_value_t = ChatMode::Turns)]
     pub mode: ChatMode,
     /// Sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.7, value_parser = values::TEMPERATURE)]
     pub temperature: f32,
     /// Nucleus sampling mass.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = values::TOP_P)]
     pub top_p: f32,
     /// Longest answer per turn, in tokens.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = values::NEW_TOKENS)]
     pub max_tokens: usize,
     /// Sampling seed.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, value_parser = values::SEED)]
     pub seed: u64,
     /// System prompt (default: the chat template's own).
     #[arg(long)]
     pub system: Option<String>,
     /// Context length per model.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = values::CTX)]
     pub ctx: usize,
     /// CPU threads in total (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = values::THREADS)]
     pub threads: Option<usize>,
     /// Where saved transcripts go (JSONL and Markdown).
     #[arg(long, default_value = "data/chats")]
@@ -205,7 +207,7 @@ pub struct RunArgs {
     #[arg(long, num_args = 1.., default_value = "prompts/valid.jsonl")]
     pub valid_prompts: Vec<PathBuf>,
     /// Time budget for the whole run, in minutes.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, value_parser = values::MINUTES)]
     pub minutes: f64,
     /// Run directory (corpora, student, eval); an existing one is resumed.
     #[arg(long, default_value = "data/run")]
@@ -217,21 +219,21 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_chat: bool,
     /// CPU threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = values::THREADS)]
     pub threads: Option<usize>,
     /// Split of --minutes in percent: record (both corpora), train, eval; the rest covers
     /// loading and checkpoints.
-    #[arg(long, value_delimiter = ',', default_value = "35,55,5")]
+    #[arg(long, value_delimiter = ',', default_value = "35,55,5", value_parser = values::PERCENT)]
     pub split: Vec<f64>,
     /// Record at most this many training prompts (default: as many as the record share
     /// of the budget allows).
-    #[arg(long)]
+    #[arg(long, value_parser = values::COUNT)]
     pub train_prompts_limit: Option<usize>,
     /// Held-out prompts recorded for validation and eval.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 12, value_parser = values::COUNT)]
     pub valid_prompts_limit: usize,
     /// Longest teacher answer, in tokens.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = values::NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// How the student is cut from the teacher: auto (blocks and widths for --speedup by
     /// a llama.cpp decode-cost model; heads, channels and MLP channels kept by importance
@@ -240,11 +242,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = ShapeKind::Auto)]
     pub shape: ShapeKind,
     /// Decode speed-up over the teacher in llama.cpp that --shape auto aims for (1-100).
-    #[arg(long, default_value_t = 4.5, value_parser = speedup)]
+    #[arg(long, default_value_t = 4.5, value_parser = values::SPEEDUP)]
     pub speedup: f64,
     /// Teacher blocks the student keeps (overrides the --shape choice; with --shape blocks
     /// the default is a fifth of the teacher's blocks, spread, the first and last kept).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = values::BLOCK)]
     pub layers: Option<Vec<usize>>,
     /// generate: the teacher answers the prompts; score: the given responses, or raw text
     /// ({"text": ...} lines, .txt files), are scored teacher-forced (base models).
@@ -252,14 +254,14 @@ pub struct RunArgs {
     pub mode: Mode,
     /// Optimizer steps (default: what the train share of the budget fits at the speed of
     /// the first steps, timed; training also stops when its share is spent).
-    #[arg(long)]
+    #[arg(long, value_parser = values::COUNT)]
     pub train_steps: Option<usize>,
     /// Peak learning rate (cosine decay to a tenth after 5 warm-up steps).
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = 2e-3, value_parser = values::LR)]
     pub lr: f64,
     /// Weight of hard-label cross-entropy; 0 is pure distillation on the teacher's top-k,
     /// which gave the best student in the budget (docs/BENCHMARKS.md).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = values::MIX)]
     pub alpha: f32,
     /// Train the token embeddings and output projection too (by default they stay the
     /// teacher's, which makes steps faster: docs/BENCHMARKS.md).
@@ -267,16 +269,16 @@ pub struct RunArgs {
     pub train_embeddings: bool,
     /// Weight of the hidden-state loss, 1 - cos(student, teacher) of the final hidden
     /// states (0: off; above 0 the record stages also store the teacher's, 0-100).
-    #[arg(long, default_value_t = 0.0, value_parser = weight)]
+    #[arg(long, default_value_t = 0.0, value_parser = values::WEIGHT)]
     pub hidden_weight: f32,
     /// Windows per optimizer step.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = values::BATCH)]
     pub batch: usize,
     /// Tokens per window.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = values::SEQ_LEN)]
     pub seq_len: usize,
     /// Seed of recording, initialisation and data order.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, value_parser = values::SEED)]
     pub seed: u64,
     /// Evaluate quality only (no speed measurements).
     #[arg(long)]
@@ -342,16 +344,16 @@ pub struct EvalArgs {
     #[arg(long, default_value = "data/eval")]
     pub out: PathBuf,
     /// CPU threads for every engine (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = values::THREADS)]
     pub threads: Option<usize>,
     /// Quality only.
     #[arg(long)]
     pub no_speed: bool,
     /// Held-out prompts every model answers on its own, judged by the teacher (0: none).
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 12, value_parser = values::COUNT0)]
     pub answers: usize,
     /// Longest free-running answer, in tokens (1-4096).
-    #[arg(long, default_value_t = 128, value_parser = answer_tokens)]
+    #[arg(long, default_value_t = 128, value_parser = values::ANSWER_TOKENS)]
     pub answer_tokens: usize,
 }
 
@@ -409,19 +411,19 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = Preset::Base)]
     pub preset: Preset,
     /// Override the preset's hidden size.
-    #[arg(long)]
+    #[arg(long, value_parser = values::WIDTH)]
     pub hidden: Option<usize>,
     /// Override the preset's layer count.
-    #[arg(long)]
+    #[arg(long, value_parser = values::LAYERS)]
     pub layers_n: Option<usize>,
     /// Override the preset's attention heads.
-    #[arg(long)]
+    #[arg(long, value_parser = values::HEADS)]
     pub heads: Option<usize>,
     /// Override the preset's key/value heads.
-    #[arg(long)]
+    #[arg(long, value_parser = values::HEADS)]
     pub kv_heads: Option<usize>,
     /// Override the preset's MLP width.
-    #[arg(long)]
+    #[arg(long, value_parser = values::WIDTH)]
     pub intermediate: Option<usize>,
     /// random, teacher (DistilBERT-style: keep some of the teacher's layers), or model:PATH
     /// (start from an existing small model with the teacher's tokenizer: fine-tuning).
@@ -434,41 +436,41 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = ShapeKind::Auto)]
     pub shape: ShapeKind,
     /// Decode speed-up over the teacher in llama.cpp that --shape auto aims for (1-100).
-    #[arg(long, default_value_t = 4.5, value_parser = speedup)]
+    #[arg(long, default_value_t = 4.5, value_parser = values::SPEEDUP)]
     pub speedup: f64,
     /// Teacher blocks kept by --init teacher (default: --shape's choice).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = values::BLOCK)]
     pub layers: Option<Vec<usize>>,
     /// Weight of hard-label cross-entropy: 1 = plain training, 0 = pure distillation.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = values::MIX)]
     pub alpha: f32,
     /// Distillation temperature (1 beats 2 on the default teacher: docs/BENCHMARKS.md).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = values::KD_TEMPERATURE)]
     pub temperature: f32,
     /// Divergence to the teacher: fkl (forward KL), rkl (reverse KL), jsd (generalised JSD).
     #[arg(long, default_value = "fkl", value_parser = ["fkl", "rkl", "jsd"])]
     pub loss: String,
     /// JSD's weight on the teacher.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = values::MIX)]
     pub jsd_beta: f32,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = values::LR)]
     pub lr: f64,
     /// Warm-up steps.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = values::COUNT0)]
     pub warmup: usize,
     /// Learning-rate schedule after warm-up.
     #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
     pub schedule: Schedule,
     /// AdamW weight decay.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = values::WEIGHT_DECAY)]
     pub weight_decay: f64,
     /// Clip the gradient norm (0 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = values::GRAD_CLIP)]
     pub grad_clip: f64,
     /// Weight of the hidden-state term 1 - cos(student, teacher) of the final hidden states
     /// (0: off; the corpus must be recorded with --hidden; 0-100).
-    #[arg(long, default_value_t = 0.0, value_parser = weight)]
+    #[arg(long, default_value_t = 0.0, value_parser = values::WEIGHT)]
     pub hidden_weight: f32,
     /// Let positions attend across the sequences packed into a training window (by default
     /// each sequence is read on its own, as the teacher read it).
@@ -476,47 +478,47 @@ pub struct TrainArgs {
     pub attend_across_sequences: bool,
     /// Share of the steps, at the end, trained on-policy (GKD): the student answers the
     /// corpus prompts, the teacher scores its answers, training continues on those (0-1).
-    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    #[arg(long, default_value_t = 0.0, value_parser = values::FRACTION)]
     pub on_policy: f64,
     /// Keep the token embeddings and output projection as initialised (with --init teacher,
     /// the teacher's): faster steps, and the student keeps the teacher's vocabulary space.
     #[arg(long)]
     pub freeze_embeddings: bool,
     /// Windows per micro-batch.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = values::BATCH)]
     pub batch: usize,
     /// Tokens per window.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = values::SEQ_LEN)]
     pub seq_len: usize,
     /// Micro-batches per optimizer step.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = values::COUNT)]
     pub grad_accum: usize,
     /// Optimizer steps (default: one epoch unless --epochs).
-    #[arg(long)]
+    #[arg(long, value_parser = values::COUNT)]
     pub steps: Option<usize>,
     /// Epochs over the training windows.
-    #[arg(long)]
+    #[arg(long, value_parser = values::EPOCHS)]
     pub epochs: Option<f64>,
     /// Stop (and checkpoint) after this many minutes.
-    #[arg(long)]
+    #[arg(long, value_parser = values::MINUTES)]
     pub minutes: Option<f64>,
     /// Held-out share of the corpus for validation.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = values::HELD_OUT)]
     pub valid_fraction: f64,
     /// A separate validation corpus (overrides --valid-fraction).
     #[arg(long)]
     pub valid_corpus: Option<PathBuf>,
     /// Validate every N steps (0 = at the end only).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = values::COUNT0)]
     pub eval_every: usize,
     /// Checkpoint every N steps (0 = at the end only).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = values::COUNT0)]
     pub save_every: usize,
     /// Seed of initialisation and data order.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, value_parser = values::SEED)]
     pub seed: u64,
     /// CPU threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = values::THREADS)]
     pub threads: Option<usize>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
@@ -533,7 +535,7 @@ pub struct TeacherArgs {
     #[arg(long, default_value = DEFAULT_TEACHER)]
     pub teacher: PathBuf,
     /// CPU threads for llama.cpp (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = values::THREADS)]
     pub threads: Option<usize>,
 }
 
@@ -554,34 +556,34 @@ pub struct RecordArgs {
     #[arg(long, value_enum, default_value_t = Mode::Generate)]
     pub mode: Mode,
     /// Log-probabilities stored per response position.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = values::TOP_K)]
     pub top_k: usize,
     /// Longest response the teacher writes (generate).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = values::NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Sampling temperature (generate; 0 = greedy).
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.7, value_parser = values::TEMPERATURE)]
     pub temperature: f32,
     /// Nucleus sampling mass (generate).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = values::TOP_P)]
     pub top_p: f32,
     /// Seed: the same seed gives the same corpus.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, value_parser = values::SEED)]
     pub seed: u64,
     /// System prompt for records that have none.
     #[arg(long)]
     pub system: Option<String>,
     /// Sequences decoded together in one llama.cpp batch.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = values::PARALLEL)]
     pub parallel: usize,
     /// Context length per sequence (prompt + response).
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = values::CTX)]
     pub ctx: usize,
     /// Record at most this many records.
-    #[arg(long)]
+    #[arg(long, value_parser = values::COUNT)]
     pub limit: Option<usize>,
     /// Records per shard (a killed run loses at most one shard of work).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = values::COUNT)]
     pub shard_size: usize,
     /// Skip (and count) bad lines and records too long for the context instead of stopping.
     #[arg(long)]
@@ -619,7 +621,7 @@ pub struct InspectArgs {
     #[arg(long)]
     pub teacher: Option<PathBuf>,
     /// Which sequence to show.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = values::COUNT0)]
     pub sample: usize,
     /// Check every shard's sha256 against the manifest.
     #[arg(long)]
@@ -654,7 +656,7 @@ pub struct BenchModelArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// CPU threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = values::THREADS)]
     pub threads: usize,
 }
 
@@ -665,22 +667,22 @@ pub struct BenchTrainArgs {
     #[arg(long, value_enum, default_value_t = Preset::Base)]
     pub preset: Preset,
     /// Windows per step.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = values::BATCH)]
     pub batch: usize,
     /// Tokens per window.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = values::SEQ_LEN)]
     pub seq_len: usize,
     /// Vocabulary size (default: the teacher's).
-    #[arg(long)]
+    #[arg(long, value_parser = values::VOCAB)]
     pub vocab: Option<usize>,
     /// Teacher GGUF whose vocabulary size to use.
     #[arg(long, default_value = DEFAULT_TEACHER)]
     pub teacher: PathBuf,
     /// Teacher log-probs per target.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = values::TOP_K)]
     pub top_k: usize,
     /// Timed steps (after one warm-up step).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = values::COUNT)]
     pub steps: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -694,70 +696,17 @@ pub struct BenchTeacherArgs {
     #[command(flatten)]
     pub teacher: TeacherArgs,
     /// Log-probabilities per position.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = values::TOP_K)]
     pub top_k: usize,
     /// Tokens generated per sequence.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = values::NEW_TOKENS)]
     pub gen_tokens: usize,
     /// Tokens scored (teacher-forced) in total.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = values::COUNT)]
     pub score_tokens: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// A whole number in `lo..=hi`, for clap's value parsers.
-fn whole_in(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
-    let n: usize = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a whole number"))?;
-    if (lo..=hi).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!("'{n}' is outside {lo}..={hi}"))
-    }
-}
-
-fn answer_tokens(s: &str) -> Result<usize, String> {
-    whole_in(s, 1, 4096)
-}
-
-fn speedup(s: &str) -> Result<f64, String> {
-    let x: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number"))?;
-    if (1.0..=100.0).contains(&x) {
-        Ok(x)
-    } else {
-        Err(format!("'{x}' is outside 1..=100"))
-    }
-}
-
-fn weight(s: &str) -> Result<f32, String> {
-    let x: f32 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number"))?;
-    if (0.0..=100.0).contains(&x) {
-        Ok(x)
-    } else {
-        Err(format!("'{x}' is outside 0..=100"))
-    }
-}
-
-fn fraction(s: &str) -> Result<f64, String> {
-    let x: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number"))?;
-    if (0.0..=1.0).contains(&x) {
-        Ok(x)
-    } else {
-        Err(format!("'{x}' is outside 0..=1"))
-    }
 }
 
 #[cfg(test)]

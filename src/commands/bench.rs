@@ -146,6 +146,7 @@ fn timed_run(
 /// `distill bench train`: seconds per optimizer step, tokens/s, peak RSS and the share of
 /// the machine's f32 matmul peak (model FLOPs = 6 x params x tokens).
 pub fn train(args: &crate::cli::BenchTrainArgs) -> anyhow::Result<()> {
+    crate::cli::values::batch_tokens(args.batch, args.seq_len)?;
     use crate::student::{Student, StudentConfig, io};
     use crate::train::loss::{Divergence, LossConfig, Targets, kd_loss};
     use crate::train::optim::{AdamW, AdamWParams};

@@ -89,9 +89,7 @@ fn open(args: &RunArgs) -> anyhow::Result<(RunState, DirLock)> {
             args.split
         )
     })?;
-    if args.batch == 0 || args.seq_len < 2 || args.valid_prompts_limit == 0 {
-        bail!("--batch and --valid-prompts-limit must be at least 1, --seq-len at least 2");
-    }
+    crate::cli::values::batch_tokens(args.batch, args.seq_len)?;
     let mut settings = settings(args, [record, train, eval])?;
     settings.layers = shape.as_ref().map_or_else(Vec::new, |s| s.layers.clone());
     settings.shape = shape;

@@ -213,6 +213,7 @@ fn teacher(a: &TrainArgs) -> anyhow::Result<(TeacherInfo, GgufMeta)> {
 
 pub fn run(a: &TrainArgs) -> anyhow::Result<()> {
     // Everything that can refuse is checked before the corpus is read.
+    crate::cli::values::batch_tokens(a.batch, a.seq_len)?;
     let (teacher_info, meta) = teacher(a)?;
     if !a.resume && TrainState::read(&a.out)?.is_some() {
         bail!(

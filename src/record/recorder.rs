@@ -120,6 +120,7 @@ pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summar
     validate(&cfg.settings)?;
     let meta = GgufMeta::read(&cfg.teacher)?;
     let profile = TeacherProfile::from_meta(&meta)?;
+    fits_teacher(&cfg.settings, profile.n_vocab, profile.context)?;
     let sources = read_sources(cfg)?;
     check_sources(&profile, cfg.settings.mode, &sources)?;
     let sha = file_sha256(&cfg.teacher)?;
@@ -145,6 +146,7 @@ pub fn record_with(
     on: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
     validate(&cfg.settings)?;
+    fits_teacher(&cfg.settings, teacher.info().n_vocab, teacher.n_ctx_train())?;
     let sources = read_sources(cfg)?;
     let _lock = DirLock::acquire(&cfg.out)?;
     let existing = open_dir(&cfg.out)?;
@@ -158,6 +160,24 @@ pub fn record_with(
     let found = rebuild::unlisted(cfg, existing.as_ref(), &teacher.info().sha256, &sources)?;
     let existing = rebuild::adopt(cfg, teacher.info(), &sources, existing, found, on)?;
     run_recording(cfg, teacher, &sources, existing, on)
+}
+
+/// `--top-k` within the vocabulary and `--ctx` within the context the teacher was trained
+/// for (0: the GGUF does not say).
+fn fits_teacher(s: &RecordSettings, n_vocab: usize, context: usize) -> Result<()> {
+    if s.k > n_vocab {
+        return Err(Error::Invalid(format!(
+            "--top-k {} is more than the teacher's vocabulary of {n_vocab} tokens: pass at most {n_vocab} (64 keeps ~97% of the mass on the default teacher)",
+            s.k
+        )));
+    }
+    if context > 0 && s.ctx > context {
+        return Err(Error::Invalid(format!(
+            "--ctx {} is longer than the {context} tokens the teacher was trained on: pass at most {context}",
+            s.ctx
+        )));
+    }
+    Ok(())
 }
 
 fn validate(s: &RecordSettings) -> Result<()> {

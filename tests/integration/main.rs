@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod families;
 mod handoff;
+mod options;
 mod pipeline;
 mod pruning;
 mod qwen2;
