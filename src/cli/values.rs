@@ -296,7 +296,10 @@ mod tests {
     use super::*;
 
     fn cmd() -> clap::Command {
-        clap::Command::new("t").arg(clap::Arg::new("n").long("n"))
+        // Built, as clap does before parsing, so that the argument can be displayed.
+        let mut c = clap::Command::new("t").arg(clap::Arg::new("n").long("n"));
+        c.build();
+        c
     }
 
     fn whole(p: Whole, s: &str) -> Result<usize, String> {
