@@ -25,8 +25,7 @@ for arg in "$@"; do
 done
 command -v tmux >/dev/null || { echo "bench-chat.sh: tmux is needed (apt-get install tmux)" >&2; exit 1; }
 [ "$build" = 1 ] && cargo build --release --quiet
-bin=$(pwd)/${CARGO_TARGET_DIR:-target}/release/distill
-[ -x "$bin" ] || bin=${CARGO_TARGET_DIR:-target}/release/distill
+bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/distill")
 teacher=$(realpath "${TEACHER_GGUF:-models/SmolLM2-135M-Instruct.Q4_1.gguf}")
 threads=${THREADS:-2} turns=${TURNS:-3} max_tokens=${MAX_TOKENS:-128}
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-chat.XXXXXX")
@@ -53,10 +52,10 @@ prompts=("Give me three tips for staying focused while studying."
          "What should I pack for a weekend hiking trip?"
          "How do vaccines train the immune system?")
 screen() { tmux -L bench-chat capture-pane -p -t chat; }
-wait_for() { # pattern seconds
+wait_for() { # pattern seconds [count]: until the screen shows pattern count times
     local i
     for ((i = 0; i < $2 * 5; i++)); do
-        screen | grep -q -- "$1" && return 0
+        [ "$(screen | grep -o -- "$1" | wc -l)" -ge "${3:-1}" ] && return 0
         sleep 0.2
     done
     log "timed out waiting for '$1'; the screen:"; screen >&2; exit 1
@@ -67,8 +66,7 @@ for ((t = 0; t < turns; t++)); do
     tmux -L bench-chat kill-server 2>/dev/null || true
     tmux -L bench-chat new-session -d -s chat -x 160 -y 48 \
         "'$bin' chat --teacher '$teacher' --student '$student' --threads $threads --temperature 0 --max-tokens $max_tokens --transcripts '$work/t$t' 2>'$work/stderr'; sleep 30"
-    wait_for "Ready\..*Ready\.\|Ready\." 120
-    for ((i = 0; i < 600; i++)); do [ "$(screen | grep -o 'Ready\.' | wc -l)" -ge 2 ] && break; sleep 0.2; done
+    wait_for "Ready\." 120 2
     tmux -L bench-chat send-keys -t chat -l "$prompt"
     tmux -L bench-chat send-keys -t chat Enter
     wait_for "speed-up ×" 300

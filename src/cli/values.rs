@@ -149,61 +149,33 @@ impl Whole {
     }
 }
 
-impl TypedValueParser for Whole {
-    type Value = usize;
+/// clap's parser trait for each range type: `check`, then the conversion to the option's type.
+macro_rules! value_parser {
+    ($ty:ty => $value:ty, |$p:ident, $cmd:ident, $arg:ident, $v:ident| $body:expr) => {
+        impl TypedValueParser for $ty {
+            type Value = $value;
 
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<usize, clap::Error> {
-        let n = self.check(cmd, arg, value)?;
-        usize::try_from(n)
-            .map_err(|_| refuse(cmd, arg, &n.to_string(), "too large for this machine"))
-    }
+            fn parse_ref(
+                &self,
+                $cmd: &clap::Command,
+                $arg: Option<&clap::Arg>,
+                $v: &OsStr,
+            ) -> Result<$value, clap::Error> {
+                let $p = self;
+                $body
+            }
+        }
+    };
 }
 
-impl TypedValueParser for Whole64 {
-    type Value = u64;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<u64, clap::Error> {
-        self.0.check(cmd, arg, value)
-    }
-}
-
-impl TypedValueParser for Real {
-    type Value = f64;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<f64, clap::Error> {
-        self.check(cmd, arg, value)
-    }
-}
-
-impl TypedValueParser for Real32 {
-    type Value = f32;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<f32, clap::Error> {
-        // The ranges in use are far inside f32's, so the narrowing only rounds.
-        #[allow(clippy::cast_possible_truncation)]
-        self.0.check(cmd, arg, value).map(|x| x as f32)
-    }
-}
+value_parser!(Whole => usize, |p, cmd, arg, v| {
+    let n = p.check(cmd, arg, v)?;
+    usize::try_from(n).map_err(|_| refuse(cmd, arg, &n.to_string(), "too large for this machine"))
+});
+value_parser!(Whole64 => u64, |p, cmd, arg, v| p.0.check(cmd, arg, v));
+value_parser!(Real => f64, |p, cmd, arg, v| p.check(cmd, arg, v));
+// The ranges in use are far inside f32's, so the narrowing only rounds.
+value_parser!(Real32 => f32, |p, cmd, arg, v| p.0.check(cmd, arg, v).map(|x| x as f32));
 
 // The ranges every command shares. Upper ends are far above any real use and low enough
 // that nothing downstream overflows or tries to allocate the impossible.
@@ -240,11 +212,7 @@ pub const MIX: Real32 = Real32(Real::closed(0.0, 1.0));
 /// A share in 0..=1 (f64).
 pub const FRACTION: Real = Real::closed(0.0, 1.0);
 /// A held-out share: below 1, or nothing would be left to train on.
-pub const HELD_OUT: Real = Real {
-    lo: 0.0,
-    hi: 0.9,
-    open_lo: false,
-};
+pub const HELD_OUT: Real = Real::closed(0.0, 0.9);
 /// A loss weight in 0..=100.
 pub const WEIGHT: Real32 = Real32(Real::closed(0.0, 100.0));
 /// Learning rate.
