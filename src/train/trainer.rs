@@ -362,7 +362,22 @@ impl Stepper<'_> {
             )?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             if !value.is_finite() {
-                return Err(diverged(value, state, self.out, s.lr));
+                return Err(diverged(
+                    &format!("loss became {value}"),
+                    state,
+                    self.out,
+                    s.lr,
+                ));
+            }
+            // A hard-label loss far above a uniform guess's ln(vocab) means the weights ran
+            // away: stopping here keeps the last good checkpoint and the time.
+            let uniform = (self.student.output_weight().dim(0)?.max(2) as f64).ln();
+            if stats.mean_ce() > DIVERGED * uniform {
+                let why = format!(
+                    "loss diverged: cross-entropy {:.1} is over {DIVERGED}x the {uniform:.1} of a uniform guess",
+                    stats.mean_ce()
+                );
+                return Err(diverged(&why, state, self.out, s.lr));
             }
             let g = self.opt.collect(&loss.backward()?)?;
             grads = Some(match grads {
@@ -422,9 +437,13 @@ impl Stepper<'_> {
     }
 }
 
-/// The error for a loss that became NaN or infinite at the step after `state`: names the
-/// last good checkpoint's files, or says that none was saved yet.
-fn diverged(value: f64, state: &TrainState, out: &Path, lr: f64) -> Error {
+/// How many times a uniform guess's cross-entropy a micro-batch may reach before the run
+/// counts as diverged.
+const DIVERGED: f64 = 4.0;
+
+/// The error for a loss that became NaN, infinite or runaway (`why`) at the step after
+/// `state`: names the last good checkpoint's files, or says that none was saved yet.
+fn diverged(why: &str, state: &TrainState, out: &Path, lr: f64) -> Error {
     let kept = if state.checkpoint.is_empty() {
         format!(
             "no checkpoint was saved yet, so '{}' holds no trained weights",
@@ -438,7 +457,7 @@ fn diverged(value: f64, state: &TrainState, out: &Path, lr: f64) -> Error {
         )
     };
     Error::Invalid(format!(
-        "loss became {value} at step {}; {kept}; lower --lr (now {lr}) or set --grad-clip",
+        "{why} at step {}; {kept}; lower --lr (now {lr}) or set --grad-clip",
         state.step + 1
     ))
 }

@@ -341,7 +341,7 @@ fn bad_training_inputs_get_clear_errors() {
                 "--steps",
                 "30",
                 "--lr",
-                "1e12",
+                "10",
                 "--grad-clip",
                 "0",
                 "--save-every",
@@ -352,7 +352,10 @@ fn bad_training_inputs_get_clear_errors() {
                 "0",
             ],
         ));
-        assert!(err.contains("loss became") && err.contains("--lr"), "{err}");
+        assert!(
+            (err.contains("loss became") || err.contains("loss diverged")) && err.contains("--lr"),
+            "{err}"
+        );
         assert!(!err.contains("('')"), "{err}");
         let state = std::fs::read_to_string(out.join("train_state.json"));
         if save_every == "0" || err.contains("at step 1;") {
