@@ -226,6 +226,7 @@ pub fn train(run: TrainRun<'_>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainS
         loss: loss_cfg,
         out: run.out,
         hidden,
+        best_ce: None,
     };
     while state.step < s.steps {
         if on_policy::switch_step(s.steps, s.on_policy) == Some(state.step) && !state.on_policy {
@@ -309,6 +310,8 @@ struct Stepper<'a> {
     out: &'a Path,
     /// Weight of the hidden-state term and the teacher channels it compares on.
     hidden: Option<(f32, Option<Tensor>)>,
+    /// Lowest micro-batch cross-entropy of this process, for telling a runaway loss.
+    best_ce: Option<f64>,
 }
 
 /// The hidden-state term of a run, when its weight is set: checked against the corpus,
@@ -369,16 +372,24 @@ impl Stepper<'_> {
                     s.lr,
                 ));
             }
-            // A hard-label loss far above a uniform guess's ln(vocab) means the weights ran
-            // away: stopping here keeps the last good checkpoint and the time.
-            let uniform = (self.student.output_weight().dim(0)?.max(2) as f64).ln();
-            if stats.mean_ce() > DIVERGED * uniform {
+            // A runaway: the hard-label loss far above both a uniform guess's ln(vocab) and
+            // the best this run has reached. Stopping keeps the last good checkpoint and the
+            // time; a fresh student's first steps (often far above ln(vocab)) are not judged.
+            let (ce, uniform) = (
+                stats.mean_ce(),
+                (self.student.output_weight().dim(0)?.max(2) as f64).ln(),
+            );
+            if let Some(best) = self.best_ce
+                && ce > RUNAWAY * best
+                && ce > RUNAWAY / 2.0 * uniform
+            {
                 let why = format!(
-                    "loss diverged: cross-entropy {:.1} is over {DIVERGED}x the {uniform:.1} of a uniform guess",
-                    stats.mean_ce()
+                    "loss diverged: cross-entropy {ce:.1}, over {RUNAWAY}x the best {best:.1} of this run and {}x the {uniform:.1} of a uniform guess",
+                    RUNAWAY / 2.0
                 );
                 return Err(diverged(&why, state, self.out, s.lr));
             }
+            self.best_ce = Some(self.best_ce.map_or(ce, |b| b.min(ce)));
             let g = self.opt.collect(&loss.backward()?)?;
             grads = Some(match grads {
                 None => g,
@@ -437,9 +448,9 @@ impl Stepper<'_> {
     }
 }
 
-/// How many times a uniform guess's cross-entropy a micro-batch may reach before the run
-/// counts as diverged.
-const DIVERGED: f64 = 4.0;
+/// How many times the run's best cross-entropy a micro-batch may reach (and half as many
+/// times a uniform guess's) before the run counts as diverged.
+const RUNAWAY: f64 = 4.0;
 
 /// The error for a loss that became NaN, infinite or runaway (`why`) at the step after
 /// `state`: names the last good checkpoint's files, or says that none was saved yet.
