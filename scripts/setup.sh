@@ -91,3 +91,7 @@ if [ "$did" = 0 ]; then
 else
   echo "setup: done (teachers $TEACHER and $GEMMA verified)"
 fi
+
+# llama.cpp's llama-server for the remote-teacher tests (tests/integration/remote.rs); cached
+# under ~/.cache/distill, so only the first run builds it (about 10 minutes on 2 cores).
+bash "$(dirname "$0")/build-llama-server.sh" >/dev/null

@@ -592,6 +592,9 @@ pub struct RecordArgs {
     /// position, for `distill train --hidden-weight` (about 4x the corpus size at H 576).
     #[arg(long)]
     pub hidden: bool,
+    /// Remote teacher options (with --teacher http://HOST:PORT).
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Record only slice I of N (0 <= I < N): shards j with j % N == I, so N machines
     /// record at once, each into its own --out; `distill merge` joins them into the corpus
     /// one machine would have written.
@@ -600,6 +603,21 @@ pub struct RecordArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// A teacher served over HTTP: `--teacher http://HOST:PORT` instead of a GGUF.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// API of the server given as --teacher URL.
+    #[arg(long, value_enum, default_value_t = crate::teacher::Api::LlamaServer)]
+    pub teacher_api: crate::teacher::Api,
+    /// GGUF of the model the server runs, loaded vocabulary-only: prompts, chat template and
+    /// token ids are made here and checked against the server's tokenizer.
+    #[arg(long, value_name = "GGUF")]
+    pub tokenizer: Option<PathBuf>,
+    /// Seconds one request to the server may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = values::TIMEOUT)]
+    pub teacher_timeout: u64,
 }
 
 /// Arguments of `distill merge`.

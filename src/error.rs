@@ -74,6 +74,42 @@ pub enum Error {
     /// committed is kept and a rerun resumes from there.
     #[error("stopped on request; run the same command again to resume")]
     Stopped,
+    /// A remote teacher answered in a way distill cannot use (a wrong tokenizer, a reply
+    /// without log-probabilities, an unsupported mode).
+    #[error("remote teacher '{url}': {reason}")]
+    Remote {
+        /// The server.
+        url: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A remote teacher refused a request (HTTP 4xx): the request must change, not be retried.
+    #[error("remote teacher '{url}' refused the request (HTTP {status}): {message}; {fix}")]
+    RemoteRequest {
+        /// The endpoint.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's own message.
+        message: String,
+        /// What to change.
+        fix: String,
+    },
+    /// A remote teacher stayed unreachable (or kept failing with 5xx / timeouts) through
+    /// every retry.
+    #[error(
+        "remote teacher '{url}' is gone: {reason} (after {tries} tries over {waited_s} s); the finished shards are kept: start the server again and rerun the same command to resume"
+    )]
+    RemoteGone {
+        /// The endpoint.
+        url: String,
+        /// The last failure.
+        reason: String,
+        /// Attempts made.
+        tries: u32,
+        /// Seconds spent waiting between them.
+        waited_s: u64,
+    },
 }
 
 /// The library's result type.

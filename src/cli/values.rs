@@ -243,6 +243,8 @@ pub const VOCAB: Whole = Whole::new(2, 1 << 22);
 pub const ANSWER_TOKENS: Whole = Whole::new(1, 4096);
 /// Sequences decoded together.
 pub const PARALLEL: Whole = Whole::new(1, 256);
+/// Seconds one request to a teacher server may take (a day at most).
+pub const TIMEOUT: Whole64 = Whole64(Whole::new(1, 86_400));
 
 /// Refuse a micro-batch of more than [`BATCH_TOKENS`] tokens, naming both options.
 ///

@@ -10,10 +10,12 @@ mod inspect;
 mod merge;
 mod pipeline;
 mod record;
+mod remote;
 mod teacher;
 mod train;
 
 use crate::cli::{BenchCommand, Cli, Command, TeacherCommand};
+pub(crate) use remote::{connect_remote, remote_url};
 
 /// Run the parsed command line.
 ///

@@ -51,7 +51,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
     );
     let clock = Instant::now();
     let (mut tokens, mut targets) = (0usize, 0usize);
-    let summary = record::record(&cfg, &mut |p| match p {
+    let mut on = |p| match p {
         Progress::Started {
             teacher,
             planned,
@@ -103,7 +103,14 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
         // Shown even with --quiet: it concerns the user's data.
         Progress::Notice(line) if bar.is_hidden() => eprintln!("{line}"),
         Progress::Notice(line) => bar.println(line),
-    })
+    };
+    let summary = match super::remote_url(&args.teacher.teacher) {
+        Some(url) => {
+            let (teacher, tokenizer) = super::connect_remote(url, &args.remote)?;
+            record::record_remote(&cfg, &tokenizer, &teacher, &mut on)
+        }
+        None => record::record(&cfg, &mut on),
+    }
     .with_context(|| format!("recording into '{}'", cfg.out.display()))?;
     bar.finish_and_clear();
     let s = &summary;

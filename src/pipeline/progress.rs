@@ -287,6 +287,7 @@ mod tests {
             n_vocab: 8,
             tokenizer_fingerprint: String::new(),
             chat_template: String::new(),
+            remote: None,
         };
         let started = |done| Progress::Started {
             teacher: teacher.clone(),

@@ -13,7 +13,9 @@ pub mod slice;
 pub use jobs::check_sources;
 pub use manifest::{Manifest, Mode, RecordSettings, ShardInfo, SourceInfo};
 pub use merge::{MergeSummary, merge};
-pub use recorder::{Progress, RecordConfig, Summary, record, record_with};
+pub use recorder::{
+    Progress, RecordConfig, Summary, file_sha256, record, record_remote, record_with,
+};
 pub use shard::Shard;
 pub use slice::Slice;
 

@@ -128,12 +128,29 @@ pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summar
     let existing = open_dir(&cfg.out)?;
     if let Some(m) = &existing {
         let fingerprint = meta.tokenizer_fingerprint();
-        check_resume(m, cfg, (&sha, &fingerprint), &sources)?;
+        check_resume(m, cfg, (&sha, &fingerprint), None, &sources)?;
     }
     let found = rebuild::unlisted(cfg, existing.as_ref(), &sha, &sources)?;
     let teacher = LlamaTeacher::load(&cfg.teacher, sha)?;
     let existing = rebuild::adopt(cfg, teacher.info(), &sources, existing, found, on)?;
     run_recording(cfg, &teacher, &sources, existing, on)
+}
+
+/// [`record`] with a teacher on a server ([`crate::teacher::RemoteTeacher`]), whose chat
+/// template and vocabulary come from the `--tokenizer` GGUF at `tokenizer`.
+///
+/// # Errors
+/// As [`record`].
+pub fn record_remote(
+    cfg: &RecordConfig,
+    tokenizer: &Path,
+    teacher: &dyn Teacher,
+    on: &mut dyn FnMut(Progress),
+) -> Result<Summary> {
+    validate(&cfg.settings)?;
+    let profile = TeacherProfile::from_meta(&GgufMeta::read(tokenizer)?)?;
+    check_sources(&profile, cfg.settings.mode, &read_sources(cfg)?)?;
+    record_with(cfg, teacher, on)
 }
 
 /// [`record`] with any [`Teacher`] (`cfg.teacher` is not read): a fake one in unit tests.
@@ -155,7 +172,7 @@ pub fn record_with(
             teacher.info().sha256.as_str(),
             teacher.info().tokenizer_fingerprint.as_str(),
         );
-        check_resume(m, cfg, id, &sources)?;
+        check_resume(m, cfg, id, teacher.info().remote.as_deref(), &sources)?;
     }
     let found = rebuild::unlisted(cfg, existing.as_ref(), &teacher.info().sha256, &sources)?;
     let existing = rebuild::adopt(cfg, teacher.info(), &sources, existing, found, on)?;
@@ -446,6 +463,7 @@ fn check_resume(
     m: &Manifest,
     cfg: &RecordConfig,
     (sha, fp): (&str, &str),
+    remote: Option<&crate::teacher::RemoteInfo>,
     sources: &[Source],
 ) -> Result<()> {
     let s = &cfg.settings;
@@ -465,6 +483,20 @@ fn check_resume(
             "it was recorded by teacher '{}' (sha256 {}), not this one (sha256 {sha}, {what})",
             m.teacher.file,
             &m.teacher.sha256[..12.min(m.teacher.sha256.len())]
+        )));
+    }
+    // A server's numbers agree with the GGUF's only within quantisation noise, so one corpus
+    // is written by one route (a server may move to another URL).
+    if m.teacher.remote.as_ref().map(|r| r.api) != remote.map(|r| r.api) {
+        let name = |r: Option<&crate::teacher::RemoteInfo>| {
+            r.map_or("in-process".into(), |r| {
+                format!("a {} server ({})", r.api.name(), r.url)
+            })
+        };
+        return Err(refuse(format!(
+            "it was recorded by {} teacher, this run uses {}",
+            name(m.teacher.remote.as_deref()),
+            name(remote)
         )));
     }
     if m.slice != cfg.slice {

@@ -37,6 +37,7 @@ impl FakeTeacher {
             n_vocab: N_VOCAB,
             tokenizer_fingerprint: "fake-tokenizer".into(),
             chat_template: "<|user|>{content}".into(),
+            remote: None,
         };
         Self { info, answer }
     }

@@ -58,6 +58,10 @@ pub struct TeacherInfo {
     pub tokenizer_fingerprint: String,
     /// The GGUF's chat template (Jinja source as stored).
     pub chat_template: String,
+    /// Set when a server ran the model (`--teacher http://...`); the other fields then
+    /// describe the `--tokenizer` GGUF, checked against the server's tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Box<super::RemoteInfo>>,
 }
 
 /// How to render a conversation for a model without a chat template (a base model).
@@ -131,6 +135,7 @@ impl LlamaTeacher {
                 .str("tokenizer.chat_template")
                 .unwrap_or("")
                 .to_string(),
+            remote: None,
         };
         Ok(Self {
             model,

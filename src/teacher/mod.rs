@@ -5,11 +5,13 @@
 
 pub mod fake;
 pub mod llama;
+pub mod remote;
 pub mod session;
 mod step;
 pub mod topk;
 
 pub use llama::{LlamaTeacher, NoTemplate, TeacherInfo};
+pub use remote::{Api, RemoteInfo, RemoteTeacher};
 pub use session::{Job, Sequence, Session, SessionParams, Stop};
 pub use topk::argmax;
 pub use topk::{Rng, Sampling};

@@ -13,6 +13,7 @@ mod pruning;
 mod qwen2;
 mod record;
 mod reliability;
+mod remote;
 mod shards;
 mod teachers;
 mod tokenizer;

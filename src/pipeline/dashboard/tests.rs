@@ -68,6 +68,7 @@ fn teacher() -> TeacherInfo {
         n_vocab: 49152,
         tokenizer_fingerprint: String::new(),
         chat_template: String::new(),
+        remote: None,
     }
 }
 

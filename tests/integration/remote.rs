@@ -1,0 +1,323 @@
+//! A real llama-server (built by scripts/build-llama-server.sh from the pinned llama.cpp
+//! sources) serving the default teacher on 127.0.0.1: `distill record --teacher URL` against
+//! the same GGUF in-process, a server killed mid-run and a rerun that resumes, a request the
+//! server refuses, and a tokenizer that is not the server's.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use distill::record::{Manifest, Shard};
+
+use crate::common::*;
+
+/// The llama-server binary: `LLAMA_SERVER`, or the one scripts/build-llama-server.sh builds
+/// (once; it is cached under ~/.cache/distill and setup.sh builds it first).
+fn server_bin() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("LLAMA_SERVER") {
+            return PathBuf::from(p);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-llama-server.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/build-llama-server.sh");
+        assert!(out.status.success(), "scripts/build-llama-server.sh failed");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+/// A llama-server child process, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    /// Serve the default teacher with `slots` slots of `ctx` tokens each on `port` (0: a free
+    /// one), and wait until it answers /health.
+    fn start(port: u16, slots: usize, ctx: usize) -> Self {
+        let port = if port == 0 {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        } else {
+            port
+        };
+        let child = Command::new(server_bin())
+            .args(["-m", &teacher().display().to_string()])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["-c", &(slots * ctx).to_string(), "-np", &slots.to_string()])
+            .args(["-t", "2", "--no-warmup", "--log-disable"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start llama-server");
+        let server = Self { child, port };
+        let t0 = Instant::now();
+        while !server.healthy() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "llama-server did not come up on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// GET /health answers 200 (the model is loaded).
+    fn healthy(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let req = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        let mut reply = String::new();
+        s.write_all(req.as_bytes()).is_ok()
+            && s.read_to_string(&mut reply).is_ok()
+            && reply.starts_with("HTTP/1.1 200")
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Greedy, so both routes write the same tokens and their distributions can be compared.
+const SETTINGS: &[&str] = &[
+    "--mode",
+    "generate",
+    "--temperature",
+    "0",
+    "--max-new-tokens",
+    "32",
+    "--top-k",
+    "8",
+    "--ctx",
+    "512",
+    "--shard-size",
+    "2",
+    "--parallel",
+    "2",
+    "--threads",
+    "2",
+];
+
+fn remote_args(url: &str, prompts: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = record_args(prompts, out, SETTINGS);
+    args[2] = url.to_string();
+    args.extend(
+        ["--tokenizer", &teacher().display().to_string()]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string()),
+    );
+    args
+}
+
+/// Per sequence: tokens, then per target row its top-k (id, log-prob).
+type Rows = Vec<(Vec<u32>, Vec<Vec<(u32, f32)>>)>;
+
+fn rows(dir: &Path) -> Rows {
+    let m = Manifest::read(dir).expect("readable").expect("manifest");
+    let mut out = Vec::new();
+    for info in &m.shards {
+        let shard = Shard::read(&dir.join(&info.file)).expect("shard");
+        let k = shard.k;
+        let mut row = 0;
+        for s in 0..shard.sequences() {
+            let r = shard.sequence(s);
+            let n = shard.target_mask[r.clone()]
+                .iter()
+                .filter(|&&b| b == 1)
+                .count();
+            let tops = (row..row + n)
+                .map(|i| {
+                    (i * k..(i + 1) * k)
+                        .map(|c| (shard.topk_ids[c], shard.topk_logprobs[c].to_f32()))
+                        .collect()
+                })
+                .collect();
+            out.push((shard.tokens[r].to_vec(), tops));
+            row += n;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_corpus_through_llama_server_agrees_with_the_in_process_teacher() {
+    let dir = temp_dir("remote-agree");
+    let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/valid.jsonl");
+    let limit = ["--limit", "8"];
+    let local = dir.join("local");
+    let args: Vec<&str> = SETTINGS.iter().chain(&limit).copied().collect();
+    distill_ok(&record_args(&prompts, &local, &args));
+    let server = Server::start(0, 2, 512);
+    let remote = dir.join("remote");
+    distill_ok(&remote_args(&server.url(), &prompts, &remote, &limit));
+
+    let m = Manifest::read(&remote)
+        .expect("readable")
+        .expect("manifest");
+    let info = m
+        .teacher
+        .remote
+        .as_ref()
+        .expect("the manifest names the server");
+    assert_eq!(info.url, server.url());
+    let local_m = Manifest::read(&local).expect("readable").expect("manifest");
+    assert_eq!(
+        m.teacher.tokenizer_fingerprint, local_m.teacher.tokenizer_fingerprint,
+        "one tokenizer on both routes"
+    );
+    let (a, b) = (rows(&local), rows(&remote));
+    assert_eq!(a.len(), b.len(), "the same sequences");
+    // Compare the positions both routes reached with the same tokens before them.
+    let (mut positions, mut same_top1, mut shared, mut delta) = (0usize, 0usize, 0usize, 0f64);
+    for ((ta, ra), (tb, rb)) in a.iter().zip(&b) {
+        let n_prompt = ta.len() - ra.len();
+        assert_eq!(ta[..n_prompt], tb[..n_prompt], "the same prompt tokens");
+        let agree = ta.iter().zip(tb).take_while(|(x, y)| x == y).count();
+        for (i, (xa, xb)) in ra.iter().zip(rb).enumerate() {
+            if n_prompt + i > agree {
+                break;
+            }
+            positions += 1;
+            same_top1 += usize::from(xa[0].0 == xb[0].0);
+            for &(id, lp) in xa {
+                if let Some(&(_, lq)) = xb.iter().find(|(j, _)| *j == id) {
+                    shared += 1;
+                    delta += f64::from((lp - lq).abs());
+                }
+            }
+        }
+    }
+    let top1 = same_top1 as f64 / positions.max(1) as f64;
+    let mean_delta = delta / shared.max(1) as f64;
+    eprintln!(
+        "remote vs in-process: {positions} positions, same top-1 {:.2}%, mean |dlogprob| {mean_delta:.4} over {shared} shared ids",
+        top1 * 100.0
+    );
+    assert!(positions >= 100, "{positions} positions compared");
+    assert!(top1 >= 0.99, "same top-1 on {:.2}%", top1 * 100.0);
+    assert!(mean_delta < 0.05, "mean |dlogprob| {mean_delta}");
+}
+
+#[test]
+fn a_killed_server_is_named_and_a_rerun_resumes() {
+    let dir = temp_dir("remote-kill");
+    let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/train.jsonl");
+    let limit = ["--limit", "16"];
+    let mut server = Server::start(0, 2, 512);
+    let out = dir.join("corpus");
+    let mut child = distill_cmd(&remote_args(&server.url(), &prompts, &out, &limit))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start record");
+    // Let a shard or two finish, then take the server away.
+    let t0 = Instant::now();
+    let finished = |out: &Path| {
+        Manifest::read(out)
+            .ok()
+            .flatten()
+            .map_or(0, |m| m.shards.len())
+    };
+    while finished(&out) < 1 {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no shard finished");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "record ended early"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port = server.port;
+    server.kill();
+    let failed = child.wait_with_output().expect("record output");
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        !failed.status.success(),
+        "record must fail without its server"
+    );
+    assert!(
+        err.contains(&server.url()) && err.contains("tries"),
+        "the error names the server and the retries: {err}"
+    );
+    let kept = Manifest::read(&out).expect("readable").expect("manifest");
+    assert!(
+        !kept.complete && !kept.shards.is_empty(),
+        "finished shards are kept"
+    );
+
+    let server = Server::start(port, 2, 512);
+    let resumed = distill(&remote_args(&server.url(), &prompts, &out, &limit));
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let m = Manifest::read(&out).expect("readable").expect("manifest");
+    assert!(m.complete, "the rerun finished the corpus");
+    for s in &kept.shards {
+        let again = m
+            .shards
+            .iter()
+            .find(|x| x.file == s.file)
+            .expect("kept shard");
+        assert_eq!(again.sha256, s.sha256, "{} was kept, not redone", s.file);
+    }
+    let records: usize = m
+        .shards
+        .iter()
+        .map(|s| s.last_record + 1 - s.first_record)
+        .sum();
+    assert_eq!(records, 16, "every record once");
+}
+
+#[test]
+fn a_refused_request_and_a_foreign_tokenizer_are_named() {
+    let dir = temp_dir("remote-refused");
+    // A slot of 256 tokens (llama.cpp's smallest): a prompt that fits --ctx 512 here does
+    // not fit there.
+    let server = Server::start(0, 1, 256);
+    let long = format!(
+        "{{\"prompt\": \"{}\"}}\n",
+        "Tell me about the sea and the sky. ".repeat(45)
+    );
+    let prompts = write(&dir, "long.jsonl", &long);
+    let err = distill_err(&remote_args(&server.url(), &prompts, &dir.join("c1"), &[]));
+    assert!(err.contains("HTTP 400") || err.contains("HTTP 4"), "{err}");
+    assert!(err.contains("--ctx"), "the fix is named: {err}");
+
+    let short = write(&dir, "short.jsonl", "{\"prompt\": \"Hi!\"}\n");
+    let mut args = remote_args(&server.url(), &short, &dir.join("c2"), &[]);
+    let at = args.iter().position(|a| a == "--tokenizer").expect("flag") + 1;
+    args[at] = gemma().display().to_string();
+    let err = distill_err(&args);
+    assert!(
+        err.contains("vocabulary") && err.contains("--tokenizer"),
+        "{err}"
+    );
+    args.drain(at - 1..=at);
+    let err = distill_err(&args);
+    assert!(err.contains("--tokenizer GGUF"), "{err}");
+}
