@@ -29,7 +29,9 @@ bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/distill")
 teacher=$(realpath "${TEACHER_GGUF:-models/SmolLM2-135M-Instruct.Q4_1.gguf}")
 threads=${THREADS:-2} turns=${TURNS:-3} max_tokens=${MAX_TOKENS:-128}
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-chat.XXXXXX")
-trap 'tmux -L bench-chat kill-server 2>/dev/null || true; rm -rf "$work"' EXIT
+# One tmux server per turn: a new session right after kill-server races the old server.
+sock=bench-chat-$$
+trap 'tmux -L "$sock" kill-server 2>/dev/null || true; rm -rf "$work"' EXIT
 student=${STUDENT:-}
 if [ -z "$student" ]; then
     student=$work/student-cut.gguf
@@ -51,7 +53,7 @@ prompts=("Give me three tips for staying focused while studying."
          "Write a short poem about the sea."
          "What should I pack for a weekend hiking trip?"
          "How do vaccines train the immune system?")
-screen() { tmux -L bench-chat capture-pane -p -t chat; }
+screen() { tmux -L "$sock" capture-pane -p -t chat; }
 wait_for() { # pattern seconds [count]: until the screen shows pattern count times
     local i
     for ((i = 0; i < $2 * 5; i++)); do
@@ -63,19 +65,20 @@ wait_for() { # pattern seconds [count]: until the screen shows pattern count tim
 for ((t = 0; t < turns; t++)); do
     prompt=${prompts[$((t % ${#prompts[@]}))]}
     log "chat turn $((t + 1))/$turns: $prompt"
-    tmux -L bench-chat kill-server 2>/dev/null || true
-    tmux -L bench-chat new-session -d -s chat -x 160 -y 48 \
+    tmux -L "$sock" kill-server 2>/dev/null || true
+    sock=bench-chat-$$-$t
+    tmux -L "$sock" new-session -d -s chat -x 160 -y 48 \
         "'$bin' chat --teacher '$teacher' --student '$student' --threads $threads --temperature 0 --max-tokens $max_tokens --transcripts '$work/t$t' 2>'$work/stderr'; sleep 30"
     wait_for "Ready\." 120 2
-    tmux -L bench-chat send-keys -t chat -l "$prompt"
-    tmux -L bench-chat send-keys -t chat Enter
+    tmux -L "$sock" send-keys -t chat -l "$prompt"
+    tmux -L "$sock" send-keys -t chat Enter
     wait_for "speed-up ×" 300
-    tmux -L bench-chat send-keys -t chat C-s
+    tmux -L "$sock" send-keys -t chat C-s
     wait_for "Saved " 30
-    tmux -L bench-chat send-keys -t chat C-c
+    tmux -L "$sock" send-keys -t chat C-c
     sleep 1
 done
-tmux -L bench-chat kill-server 2>/dev/null || true
+tmux -L "$sock" kill-server 2>/dev/null || true
 
 python3 - "$work" "$turns" "$eval_teacher" "$eval_student" "$markdown" "$threads" <<'PY'
 import glob, json, statistics, sys

@@ -26,6 +26,8 @@ use super::{App, Msg, Side, transcript};
 
 /// Clock tick for live figures while answering.
 const TICK: Duration = Duration::from_millis(200);
+/// Shortest time between frames while tokens stream in (25 frames/s).
+const FRAME: Duration = Duration::from_millis(40);
 /// How long quitting waits for the workers to stop.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 
@@ -143,11 +145,10 @@ async fn event_loop(
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     // First-save time of each conversation: a re-save overwrites the same files.
     let mut stamps: HashMap<u64, u64> = HashMap::new();
-    let mut redraw = true;
+    let mut frames = Frames::default();
     loop {
-        if redraw {
-            terminal.draw(|f| app.view(f))?;
-        }
+        frames.draw_if_due(terminal, app, Instant::now())?;
+        let wake = frames.pending();
         let msg = tokio::select! {
             ev = events.next() => match ev {
                 Some(Ok(ev)) => to_msg(ev),
@@ -156,12 +157,12 @@ async fn event_loop(
             },
             Some(msg) = rx.recv() => Some(msg),
             _ = tick.tick() => Some(Msg::Tick(Instant::now())),
+            () = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now).into()), if wake.is_some() => None,
         };
         let Some(msg) = msg else {
-            redraw = false;
             continue;
         };
-        redraw = !matches!(msg, Msg::Tick(_)) || app.is_busy();
+        frames.note(&msg, app.is_busy());
         // Take every queued worker message before drawing again: tokens come in bursts.
         let mut batch = vec![msg];
         while let Ok(m) = rx.try_recv() {
@@ -186,5 +187,124 @@ async fn event_loop(
         if app.should_quit {
             return Ok(());
         }
+    }
+}
+
+/// When to draw: at once after the user's input, at most one frame per [`FRAME`] while
+/// tokens stream in. Drawing on every token cost a core's worth of time at a few hundred
+/// tokens/s, time taken from the model on a small machine (issue 14).
+#[derive(Debug)]
+struct Frames {
+    /// Something changed since the last frame.
+    dirty: bool,
+    /// The change came from the user, who should see it now.
+    urgent: bool,
+    last: Option<Instant>,
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Self {
+            dirty: true,
+            urgent: true,
+            last: None,
+        }
+    }
+}
+
+impl Frames {
+    /// Record what `msg` means for the screen; a clock tick matters only while answering.
+    fn note(&mut self, msg: &Msg, busy: bool) {
+        // Tokens and the clock may wait for the next frame; the rest is shown at once.
+        let streaming = matches!(msg, Msg::Token { .. } | Msg::Tick(_) | Msg::Started { .. });
+        if matches!(msg, Msg::Tick(_)) && !busy {
+            return;
+        }
+        self.dirty = true;
+        self.urgent |= !streaming;
+    }
+
+    /// When a frame is owed but held back: the moment it falls due.
+    fn pending(&self) -> Option<Instant> {
+        match (self.dirty, self.last) {
+            (true, Some(last)) if !self.urgent => Some(last + FRAME),
+            _ => None,
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.dirty
+            && (self.urgent
+                || self
+                    .last
+                    .is_none_or(|last| now.duration_since(last) >= FRAME))
+    }
+
+    fn draw_if_due(
+        &mut self,
+        terminal: &mut DefaultTerminal,
+        app: &mut App,
+        now: Instant,
+    ) -> std::io::Result<()> {
+        if self.due(now) {
+            terminal.draw(|f| app.view(f))?;
+            self.dirty = false;
+            self.urgent = false;
+            self.last = Some(now);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(at: Instant) -> Msg {
+        Msg::Token {
+            side: Side::Teacher,
+            req: 1,
+            text: "a".into(),
+            tokens: 1,
+            at,
+        }
+    }
+
+    /// Marks a frame drawn at `now`, as `draw_if_due` does after drawing.
+    fn drawn(f: &mut Frames, now: Instant) {
+        assert!(f.due(now));
+        f.dirty = false;
+        f.urgent = false;
+        f.last = Some(now);
+    }
+
+    #[test]
+    fn tokens_wait_for_the_next_frame_and_keys_do_not() {
+        let t0 = Instant::now();
+        let mut f = Frames::default();
+        assert!(f.due(t0), "the first frame is drawn at once");
+        drawn(&mut f, t0);
+        assert!(!f.due(t0) && f.pending().is_none(), "nothing changed");
+        let soon = t0 + FRAME / 4;
+        f.note(&token(soon), true);
+        assert!(!f.due(soon), "a token inside the frame waits");
+        assert_eq!(f.pending(), Some(t0 + FRAME));
+        assert!(f.due(t0 + FRAME));
+        f.note(&Msg::Resize(80, 24), true);
+        assert!(
+            f.due(soon) && f.pending().is_none(),
+            "the user's input is drawn now"
+        );
+    }
+
+    #[test]
+    fn an_idle_clock_tick_draws_nothing() {
+        let t0 = Instant::now();
+        let mut f = Frames::default();
+        drawn(&mut f, t0);
+        f.note(&Msg::Tick(t0), false);
+        assert!(!f.due(t0 + FRAME * 10) && f.pending().is_none());
+        f.note(&Msg::Tick(t0), true);
+        assert!(f.due(t0 + FRAME));
     }
 }
