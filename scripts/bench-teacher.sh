@@ -30,10 +30,8 @@ set -euo pipefail
 #   llama-cpp-python 0.3.35 : ggml 0.20.0, llama.cpp 4df29be4f (much further away)
 # The sdist's git metadata is a depth-1 clone (it would report build number 1), so the
 # real build number and commit are handed to cmake explicitly.
-LCP_VERSION=0.3.36
-LCP_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
-LLAMA_BUILD_NUMBER=11312
-LLAMA_BUILD_COMMIT=0c1e570
+# shellcheck source=lib/llama-src.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/llama-src.sh"  # LCP_VERSION, LLAMA_BUILD_*, llama_src_unpack
 
 markdown=0 llama_only=0 cargo_build=1
 for arg in "$@"; do
@@ -60,7 +58,7 @@ cd "$repo_root"
 threads=${THREADS:-2}
 reps=${REPS:-5}
 cache=${DISTILL_CACHE:-$HOME/.cache/distill}
-src=$cache/llama.cpp-b$LLAMA_BUILD_NUMBER
+src=$cache/llama.cpp-b$LLAMA_BUILD_NUMBER  # what llama_src_unpack fills
 build=$src/build-native
 bench_bin=$build/bin/llama-bench
 batched_bin=$build/bin/llama-batched-bench
@@ -68,22 +66,8 @@ batched_bin=$build/bin/llama-batched-bench
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# --- 1. Sources --------------------------------------------------------------------
-if [[ ! -f "$src/CMakeLists.txt" ]]; then
-    log "downloading llama-cpp-python $LCP_VERSION sdist (llama.cpp b$LLAMA_BUILD_NUMBER)"
-    # A hash-pinned requirement keeps the baseline reproducible even if PyPI changes.
-    echo "llama-cpp-python==$LCP_VERSION --hash=sha256:$LCP_SHA256" >"$work/req.txt"
-    python3 -m pip download --quiet --no-deps --no-binary :all: --require-hashes \
-        -r "$work/req.txt" -d "$work/dl"
-    # Unpack beside the target and rename, so an interrupted run never leaves a
-    # half-extracted tree that the existence check above would accept.
-    mkdir -p "$cache"
-    rm -rf "$src.partial" && mkdir "$src.partial"
-    tar -xzf "$work/dl/llama_cpp_python-$LCP_VERSION.tar.gz" -C "$src.partial" \
-        --strip-components=3 --exclude='.git' \
-        "llama_cpp_python-$LCP_VERSION/vendor/llama.cpp"
-    rm -rf "$src" && mv "$src.partial" "$src"
-fi
+# --- 1. Sources (the pinned sdist, shared with scripts/build-llama-server.sh) ---------
+src=$(llama_src_unpack "$cache") || die "could not fetch the llama.cpp sources"
 
 # --- 2. Build (only the two benchmark tools) ---------------------------------------
 if [[ ! -x "$bench_bin" || ! -x "$batched_bin" ]]; then

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use distill::record::{Manifest, Shard};
+
 /// The real teacher: `TEACHER_GGUF` or the default path scripts/setup.sh fills.
 pub fn teacher() -> PathBuf {
     let path = std::env::var_os("TEACHER_GGUF")
@@ -163,4 +165,46 @@ pub fn read_corpus_py(corpus: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&py.stderr)
     );
     serde_json::from_slice(&py.stdout).expect("json")
+}
+
+/// One corpus sequence, read with the library's reader: tokens, mask, and its top-k rows (ids, f32 log-probs).
+pub struct Seq {
+    pub tokens: Vec<u32>,
+    pub mask: Vec<u8>,
+    pub ids: Vec<Vec<u32>>,
+    pub logprobs: Vec<Vec<f32>>,
+}
+
+pub fn corpus_sequences(dir: &Path) -> Vec<Seq> {
+    let m = Manifest::read(dir).expect("read").expect("manifest");
+    let mut out = Vec::new();
+    for info in &m.shards {
+        let shard = Shard::read(&dir.join(&info.file)).expect("shard");
+        let k = shard.k;
+        let mut row = 0;
+        for s in 0..shard.sequences() {
+            let r = shard.sequence(s);
+            let mask = shard.target_mask[r.clone()].to_vec();
+            let n = mask.iter().filter(|&&b| b == 1).count();
+            let ids = (row..row + n)
+                .map(|i| shard.topk_ids[i * k..(i + 1) * k].to_vec())
+                .collect();
+            let logprobs = (row..row + n)
+                .map(|i| {
+                    shard.topk_logprobs[i * k..(i + 1) * k]
+                        .iter()
+                        .map(|x| x.to_f32())
+                        .collect()
+                })
+                .collect();
+            out.push(Seq {
+                tokens: shard.tokens[r].to_vec(),
+                mask,
+                ids,
+                logprobs,
+            });
+            row += n;
+        }
+    }
+    out
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use distill::record::{Manifest, Shard};
+use distill::record::Manifest;
 use serde_json::Value;
 
 use crate::common::*;
@@ -57,48 +57,6 @@ fn read_back(format: &str, out: &Path) -> Vec<Value> {
     );
     let v: Value = serde_json::from_slice(&py.stdout).expect("json");
     v["rows"].as_array().expect("rows").clone()
-}
-
-/// One corpus sequence: tokens, mask, and its top-k rows (ids, f32 log-probs).
-struct Seq {
-    tokens: Vec<u32>,
-    mask: Vec<u8>,
-    ids: Vec<Vec<u32>>,
-    logprobs: Vec<Vec<f32>>,
-}
-
-fn corpus_sequences(dir: &Path) -> Vec<Seq> {
-    let m = Manifest::read(dir).expect("read").expect("manifest");
-    let mut out = Vec::new();
-    for info in &m.shards {
-        let shard = Shard::read(&dir.join(&info.file)).expect("shard");
-        let k = shard.k;
-        let mut row = 0;
-        for s in 0..shard.sequences() {
-            let r = shard.sequence(s);
-            let mask = shard.target_mask[r.clone()].to_vec();
-            let n = mask.iter().filter(|&&b| b == 1).count();
-            let ids = (row..row + n)
-                .map(|i| shard.topk_ids[i * k..(i + 1) * k].to_vec())
-                .collect();
-            let logprobs = (row..row + n)
-                .map(|i| {
-                    shard.topk_logprobs[i * k..(i + 1) * k]
-                        .iter()
-                        .map(|x| x.to_f32())
-                        .collect()
-                })
-                .collect();
-            out.push(Seq {
-                tokens: shard.tokens[r].to_vec(),
-                mask,
-                ids,
-                logprobs,
-            });
-            row += n;
-        }
-    }
-    out
 }
 
 fn ints(v: &Value) -> Vec<i64> {

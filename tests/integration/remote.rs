@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use distill::record::{Manifest, Shard};
+use distill::record::Manifest;
 
 use crate::common::*;
 
@@ -133,36 +133,6 @@ fn remote_args(url: &str, prompts: &Path, out: &Path, extra: &[&str]) -> Vec<Str
     args
 }
 
-/// Per sequence: tokens, then per target row its top-k (id, log-prob).
-type Rows = Vec<(Vec<u32>, Vec<Vec<(u32, f32)>>)>;
-
-fn rows(dir: &Path) -> Rows {
-    let m = Manifest::read(dir).expect("readable").expect("manifest");
-    let mut out = Vec::new();
-    for info in &m.shards {
-        let shard = Shard::read(&dir.join(&info.file)).expect("shard");
-        let k = shard.k;
-        let mut row = 0;
-        for s in 0..shard.sequences() {
-            let r = shard.sequence(s);
-            let n = shard.target_mask[r.clone()]
-                .iter()
-                .filter(|&&b| b == 1)
-                .count();
-            let tops = (row..row + n)
-                .map(|i| {
-                    (i * k..(i + 1) * k)
-                        .map(|c| (shard.topk_ids[c], shard.topk_logprobs[c].to_f32()))
-                        .collect()
-                })
-                .collect();
-            out.push((shard.tokens[r].to_vec(), tops));
-            row += n;
-        }
-    }
-    out
-}
-
 #[test]
 fn a_corpus_through_llama_server_agrees_with_the_in_process_teacher() {
     let dir = temp_dir("remote-agree");
@@ -189,24 +159,25 @@ fn a_corpus_through_llama_server_agrees_with_the_in_process_teacher() {
         m.teacher.tokenizer_fingerprint, local_m.teacher.tokenizer_fingerprint,
         "one tokenizer on both routes"
     );
-    let (a, b) = (rows(&local), rows(&remote));
+    let (a, b) = (corpus_sequences(&local), corpus_sequences(&remote));
     assert_eq!(a.len(), b.len(), "the same sequences");
     // Compare the positions both routes reached with the same tokens before them.
     let (mut positions, mut same_top1, mut shared, mut delta) = (0usize, 0usize, 0usize, 0f64);
-    for ((ta, ra), (tb, rb)) in a.iter().zip(&b) {
-        let n_prompt = ta.len() - ra.len();
+    for (x, y) in a.iter().zip(&b) {
+        let (ta, tb) = (&x.tokens, &y.tokens);
+        let n_prompt = ta.len() - x.ids.len();
         assert_eq!(ta[..n_prompt], tb[..n_prompt], "the same prompt tokens");
         let agree = ta.iter().zip(tb).take_while(|(x, y)| x == y).count();
-        for (i, (xa, xb)) in ra.iter().zip(rb).enumerate() {
+        for i in 0..x.ids.len().min(y.ids.len()) {
             if n_prompt + i > agree {
                 break;
             }
             positions += 1;
-            same_top1 += usize::from(xa[0].0 == xb[0].0);
-            for &(id, lp) in xa {
-                if let Some(&(_, lq)) = xb.iter().find(|(j, _)| *j == id) {
+            same_top1 += usize::from(x.ids[i][0] == y.ids[i][0]);
+            for (id, lp) in x.ids[i].iter().zip(&x.logprobs[i]) {
+                if let Some(j) = y.ids[i].iter().position(|j| j == id) {
                     shared += 1;
-                    delta += f64::from((lp - lq).abs());
+                    delta += f64::from((lp - y.logprobs[i][j]).abs());
                 }
             }
         }
