@@ -145,7 +145,7 @@ pub enum ChatMode {
     /// One model at a time, each with every thread: a fair speed comparison.
     #[default]
     Turns,
-    /// Both at once, threads split between them.
+    /// Both at once, interleaved a token at a time.
     Race,
 }
 

@@ -332,24 +332,10 @@ impl App {
         }
     }
 
-    /// CPU threads each model gets in the mode set now (for the warm-up).
+    /// CPU threads each model gets in the mode set now (for the warm-up). Both models run
+    /// on one engine thread, so even a race gives each answer all of them in turn.
     pub fn threads_for_next(&self) -> usize {
-        if self.mode == Mode::Race && self.sides().len() == 2 {
-            (self.threads / 2).max(1)
-        } else {
-            self.threads
-        }
-    }
-
-    /// CPU threads for `side` in the current turn.
-    fn threads_for(&self, side: Side) -> usize {
-        let mode = self.turns.last().map_or(self.mode, |t| t.mode);
-        let racing = self.sides().len() == 2 && mode == Mode::Race;
-        match (racing, side) {
-            (false, _) => self.threads,
-            (true, Side::Teacher) => self.threads.div_ceil(2),
-            (true, Side::Student) => (self.threads / 2).max(1),
-        }
+        self.threads
     }
 
     fn start(&mut self, side: Side) -> Cmd {
@@ -365,7 +351,7 @@ impl App {
             max_tokens: settings.max_tokens,
             seed: settings.seed,
             turn: self.turn_counter,
-            threads: self.threads_for(side),
+            threads: self.threads,
         };
         if let Some(turn) = self.turns.last_mut() {
             let a = turn.answer_mut(side);

@@ -154,14 +154,14 @@ fn turns_mode_asks_the_teacher_first_then_the_student_with_all_threads() {
 }
 
 #[test]
-fn race_mode_starts_both_at_once_with_the_threads_split() {
+fn race_mode_starts_both_at_once_with_all_the_threads() {
     let mut app = new_app(3, (120, 30));
     app.update(key(KeyCode::F(3)));
     assert_eq!(app.mode, Mode::Race);
     let cmds = send(&mut app, "Go");
     assert_eq!(
         generated(&cmds),
-        [(Side::Teacher, 1, 2), (Side::Student, 2, 1)]
+        [(Side::Teacher, 1, 3), (Side::Student, 2, 3)]
     );
     // Tokens of both interleave; each lands in its own pane.
     answer(&mut app, Side::Student, 2, "fast", stats(2, 10, 20));

@@ -4,8 +4,8 @@
 //! (reusing the prefix a new prompt shares with it, as llama.cpp's server does). The
 //! vocabulary, and with it the chat template, always comes from a GGUF through llama.cpp
 //! (the teacher owns the one vocabulary), so both models see their prompts rendered and
-//! tokenized the same way. [`generate`] renders, prefills, samples with the recorder's
-//! sampler and streams text pieces with timestamps.
+//! tokenized the same way. A [`Generation`] renders, prefills, samples with the recorder's
+//! sampler and streams text pieces with timestamps, one token per call.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -145,33 +145,69 @@ pub fn prompt_tokens(
     }
 }
 
-/// Answer `req` with `dec`, calling `emit` for each event; stops at an end-of-turn token,
-/// the token limit, a full context, when `cancel` is set or when `emit` returns false.
-///
-/// # Errors
-/// Template, tokenizer or decode failures.
-pub fn generate(
-    vocab: &LlamaTeacher,
-    dec: &mut dyn Decoder,
-    req: &Request,
-    cancel: &AtomicBool,
-    emit: &mut dyn FnMut(Event) -> bool,
-) -> Result<GenStats> {
-    let t0 = Instant::now();
-    if !emit(Event::Started(t0)) {
-        return Err(Error::Invalid("the chat window closed".into()));
+/// One answer being written, a token per [`Generation::advance`], so that one thread can
+/// interleave two models' answers (the chat's race mode). It stops at an end-of-turn token,
+/// the token limit, a full context, when the cancel flag is set or when `emit` returns false.
+pub struct Generation {
+    req: Request,
+    t0: Instant,
+    prompt: Vec<u32>,
+    reused: usize,
+    rng: Rng,
+    weights: Vec<f32>,
+    scratch: Vec<(f32, u32)>,
+    utf8: Utf8Stream,
+    tokens: usize,
+    ttft: Option<std::time::Duration>,
+    /// The token picked last, not yet fed to the decoder; `None` before the prefill.
+    pending: Option<u32>,
+}
+
+impl Generation {
+    /// A generation of `req` that starts now.
+    pub fn new(req: Request) -> Self {
+        Self {
+            rng: Rng::for_record(req.seed, req.turn),
+            req,
+            t0: Instant::now(),
+            prompt: Vec::new(),
+            reused: 0,
+            weights: Vec::new(),
+            scratch: Vec::new(),
+            utf8: Utf8Stream::default(),
+            tokens: 0,
+            ttft: None,
+            pending: None,
+        }
     }
-    let n_ctx = dec.n_ctx();
-    let prompt = prompt_tokens(vocab, &req.messages, n_ctx, req.max_tokens)?;
-    let mut rng = Rng::for_record(req.seed, req.turn);
-    let (mut weights, mut scratch) = (Vec::new(), Vec::new());
-    let mut utf8 = Utf8Stream::default();
-    let (mut tokens, mut ttft) = (0, None);
-    let (reused, first_logits) = dec.prefill(&prompt)?;
-    let mut logits = first_logits;
-    let stop = loop {
+
+    /// Pick one more token (the first call also renders and prefills the prompt) and emit
+    /// it; the statistics once the answer is over.
+    ///
+    /// # Errors
+    /// Template, tokenizer or decode failures.
+    pub fn advance(
+        &mut self,
+        vocab: &LlamaTeacher,
+        dec: &mut dyn Decoder,
+        cancel: &AtomicBool,
+        emit: &mut dyn FnMut(Event) -> bool,
+    ) -> Result<Option<GenStats>> {
+        let n_ctx = dec.n_ctx();
+        let logits = match self.pending {
+            None => {
+                if !emit(Event::Started(self.t0)) {
+                    return Err(Error::Invalid("the chat window closed".into()));
+                }
+                self.prompt = prompt_tokens(vocab, &self.req.messages, n_ctx, self.req.max_tokens)?;
+                let (reused, logits) = dec.prefill(&self.prompt)?;
+                self.reused = reused;
+                logits
+            }
+            Some(token) => dec.step(token)?,
+        };
         if cancel.load(Ordering::Relaxed) {
-            break Stop::Cancelled;
+            return Ok(Some(self.finish(Stop::Cancelled, emit)));
         }
         let best = argmax(logits);
         let best_logit = logits.get(best as usize).copied().unwrap_or(0.0);
@@ -179,46 +215,56 @@ pub fn generate(
             logits,
             best_logit,
             best,
-            req.sampling,
-            &mut rng,
-            &mut weights,
-            &mut scratch,
+            self.req.sampling,
+            &mut self.rng,
+            &mut self.weights,
+            &mut self.scratch,
         );
         let at = Instant::now();
-        ttft.get_or_insert(at - t0);
+        self.ttft.get_or_insert(at - self.t0);
+        self.pending = Some(next);
         if vocab.is_eog(next) {
-            break Stop::EndOfTurn;
+            return Ok(Some(self.finish(Stop::EndOfTurn, emit)));
         }
-        tokens += 1;
-        let text = utf8.push(&vocab.piece_bytes(next));
-        if !emit(Event::Token { text, tokens, at }) {
-            break Stop::Cancelled;
-        }
-        if tokens >= req.max_tokens {
-            break Stop::Length;
-        }
-        if prompt.len() + tokens >= n_ctx {
-            break Stop::Context;
-        }
-        logits = dec.step(next)?;
-    };
-    let tail = utf8.flush();
-    if !tail.is_empty() {
-        emit(Event::Token {
-            text: tail,
-            tokens,
-            at: Instant::now(),
-        });
+        self.tokens += 1;
+        let text = self.utf8.push(&vocab.piece_bytes(next));
+        let tokens = self.tokens;
+        let stop = if !emit(Event::Token { text, tokens, at }) {
+            Some(Stop::Cancelled)
+        } else if tokens >= self.req.max_tokens {
+            Some(Stop::Length)
+        } else if self.prompt.len() + tokens >= n_ctx {
+            Some(Stop::Context)
+        } else {
+            None
+        };
+        Ok(stop.map(|stop| self.finish(stop, emit)))
     }
-    Ok(GenStats {
-        prompt_tokens: prompt.len(),
-        reused_tokens: reused,
-        tokens,
-        ttft,
-        total: t0.elapsed(),
-        stop,
-        threads: req.threads,
-    })
+
+    /// The request being answered.
+    pub fn request(&self) -> &Request {
+        &self.req
+    }
+
+    fn finish(&mut self, stop: Stop, emit: &mut dyn FnMut(Event) -> bool) -> GenStats {
+        let tail = self.utf8.flush();
+        if !tail.is_empty() {
+            emit(Event::Token {
+                text: tail,
+                tokens: self.tokens,
+                at: Instant::now(),
+            });
+        }
+        GenStats {
+            prompt_tokens: self.prompt.len(),
+            reused_tokens: self.reused,
+            tokens: self.tokens,
+            ttft: self.ttft,
+            total: self.t0.elapsed(),
+            stop,
+            threads: self.req.threads,
+        }
+    }
 }
 
 /// Length of the common prefix of `a` and `b`.

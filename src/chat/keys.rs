@@ -203,9 +203,8 @@ impl App {
         let how = match self.mode {
             Mode::Turns => format!("one model at a time, {} threads each", self.threads),
             Mode::Race => format!(
-                "both at once, {}+{} threads",
-                self.threads.div_ceil(2),
-                (self.threads / 2).max(1)
+                "both at once, a token of each in turn, {} threads",
+                self.threads
             ),
         };
         self.status = Some(format!(

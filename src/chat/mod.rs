@@ -3,7 +3,7 @@
 //!
 //! The shape is the Elm architecture of the ratatui guide: [`app::App`] holds all state and
 //! changes only in [`app::App::update`], which does no I/O and returns [`app::Cmd`]s;
-//! `view` only draws. Each model runs on its own OS thread ([`worker`]) and streams
+//! `view` only draws. One engine thread hosts both models ([`worker`]) and streams
 //! [`app::Msg`]s back over a tokio channel; [`tui`] pumps terminal events, worker messages
 //! and ticks into `update` (ratatui `templates/component`, oatmeal's two channels).
 
@@ -71,7 +71,7 @@ pub enum Mode {
     /// One model at a time, each with every thread: a fair speed comparison.
     #[default]
     Turns,
-    /// Both at once, threads split between them.
+    /// Both at once, interleaved a token at a time on the one engine thread.
     Race,
 }
 

@@ -295,6 +295,26 @@ fn chat_streams_both_models_side_by_side_and_restores_the_terminal() {
     assert!(lines[1]["speedup"]["decode"].as_f64().is_some());
     assert!(jsonl.with_extension("md").exists());
 
+    // Race mode: both answers come from the one engine thread, interleaved.
+    tmux.keys(&["F3"]);
+    tmux.wait_for("race mode", |s| s.contains("Mode race"));
+    tmux.type_text("Name a fruit.");
+    tmux.keys(&["Enter"]);
+    // The figures line under the new prompt, in each pane.
+    let race_figures = |pane: &[String]| {
+        let asked = pane.iter().position(|l| l.contains("Name a fruit."))?;
+        figures(&pane[asked..])
+    };
+    let screen = tmux.wait_for("both race answers", |s| {
+        let (t, st) = halves(s, 160);
+        race_figures(&t).is_some() && race_figures(&st).is_some()
+    });
+    let (t, st) = halves(&screen, 160);
+    for pane in [t, st] {
+        let tokens = race_figures(&pane).map(|f| f.1);
+        assert!(tokens.is_some_and(|n| n > 0), "race answer:\n{screen}");
+    }
+
     tmux.resize(20, 5);
     let tiny = tmux.wait_for("the 20x5 redraw", |s| {
         s.lines().count() <= 5 && s.lines().all(|l| l.chars().count() <= 20)
