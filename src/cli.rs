@@ -152,7 +152,7 @@ pub enum ChatMode {
 /// Arguments of `distill chat`.
 #[derive(Debug, Clone, Args)]
 pub struct ChatArgs {
-    /// Teacher GGUF (run in llama.cpp).
+    /// Teacher GGUF (run in llama.cpp), or a server's http://HOST:PORT (with --tokenizer).
     #[arg(long, default_value = DEFAULT_TEACHER)]
     pub teacher: PathBuf,
     /// Chat with the student alone.
@@ -192,6 +192,9 @@ pub struct ChatArgs {
     /// Chat template for a teacher without one (a base model): chatml or none (plain text).
     #[arg(long, value_enum)]
     pub template: Option<TemplateChoice>,
+    /// Remote teacher options (with --teacher http://HOST:PORT).
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// Arguments of `distill run`.

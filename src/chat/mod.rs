@@ -15,6 +15,7 @@ pub mod engine;
 pub mod input;
 mod keys;
 pub mod msg;
+pub mod remote;
 pub mod settings;
 pub mod stats;
 pub mod student;

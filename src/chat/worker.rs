@@ -24,9 +24,10 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::engine::{Decoder, Event, Generation, LlamaDecoder, Request};
+use super::remote::RemoteDecoder;
 use super::student::{CandleDecoder, vocab_gguf};
 use super::{ModelInfo, Msg, ReqId, Side};
-use crate::teacher::{LlamaTeacher, NoTemplate};
+use crate::teacher::{Api, LlamaTeacher, NoTemplate, RemoteTeacher};
 
 /// Prefix of worker thread names; the TUI's panic hook leaves the terminal alone for them.
 pub const THREAD_PREFIX: &str = "chat-";
@@ -42,6 +43,18 @@ pub enum ModelSource {
         dir: PathBuf,
         /// Teacher GGUF to use when the one in the student's provenance is gone.
         vocab_fallback: Option<PathBuf>,
+    },
+    /// A teacher on a server (`--teacher http://HOST:PORT`), with the GGUF of the model it
+    /// runs for the vocabulary and the chat template.
+    Remote {
+        /// The server's base URL.
+        url: String,
+        /// Its API.
+        api: Api,
+        /// The GGUF loaded vocabulary-only.
+        tokenizer: PathBuf,
+        /// Seconds one request may take.
+        timeout_s: u64,
     },
 }
 
@@ -63,6 +76,7 @@ impl ModelSource {
         let path = match self {
             ModelSource::Gguf(p) => p,
             ModelSource::StudentDir { dir, .. } => dir,
+            ModelSource::Remote { url, .. } => return url.clone(),
         };
         path.file_name().map_or_else(
             || path.display().to_string(),
@@ -171,10 +185,11 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// A model as read from disk: the GGUF whose vocabulary (and, for a GGUF model, weights)
-/// llama.cpp holds, and the candle student when there is one.
+/// llama.cpp holds, and the model's own decoder when llama.cpp does not run it (a candle
+/// student, a server).
 struct Opened {
     vocab: LlamaTeacher,
-    student: Option<(CandleDecoder, ModelInfo)>,
+    own: Option<(Box<dyn Decoder>, ModelInfo)>,
 }
 
 /// What the engine holds for one side.
@@ -231,10 +246,7 @@ fn open(source: &ModelSource, ctx: usize, no_template: NoTemplate) -> Result<Ope
         ModelSource::Gguf(path) => {
             let mut vocab = LlamaTeacher::load(path, String::new()).map_err(|e| e.to_string())?;
             vocab.set_no_template(no_template);
-            Ok(Opened {
-                vocab,
-                student: None,
-            })
+            Ok(Opened { vocab, own: None })
         }
         ModelSource::StudentDir {
             dir,
@@ -243,11 +255,31 @@ fn open(source: &ModelSource, ctx: usize, no_template: NoTemplate) -> Result<Ope
             let gguf = vocab_gguf(dir, vocab_fallback.as_deref()).map_err(|e| e.to_string())?;
             let mut vocab = LlamaTeacher::load_vocab(&gguf).map_err(|e| e.to_string())?;
             vocab.set_no_template(no_template);
-            let student =
+            let (dec, info) =
                 CandleDecoder::load(dir, vocab.info.n_vocab, ctx).map_err(|e| e.to_string())?;
             Ok(Opened {
                 vocab,
-                student: Some(student),
+                own: Some((Box::new(dec), info)),
+            })
+        }
+        ModelSource::Remote {
+            url,
+            api,
+            tokenizer,
+            timeout_s,
+        } => {
+            let sha = crate::record::file_sha256(tokenizer).map_err(|e| e.to_string())?;
+            let timeout = Duration::from_secs(*timeout_s);
+            let teacher = RemoteTeacher::connect(url, *api, tokenizer, sha, timeout)
+                .map_err(|e| e.to_string())?;
+            // The decoder owns the connection; the engine borrows a vocabulary of its own.
+            let mut vocab = LlamaTeacher::load_vocab(tokenizer).map_err(|e| e.to_string())?;
+            vocab.set_no_template(no_template);
+            let dec = RemoteDecoder::new(teacher, ctx);
+            let info = dec.info();
+            Ok(Opened {
+                vocab,
+                own: Some((Box::new(dec), info)),
             })
         }
     }
@@ -265,11 +297,11 @@ fn ready<'m>(
         return Some(Slot::Absent);
     };
     let made = match opened {
-        Ok(Opened { vocab, student }) => {
+        Ok(Opened { vocab, own }) => {
             let vocab: &'m LlamaTeacher = vocab;
             guarded(|| {
-                let made: (Box<dyn Decoder + 'm>, ModelInfo) = match student.take() {
-                    Some((dec, info)) => (Box::new(dec), info),
+                let made: (Box<dyn Decoder + 'm>, ModelInfo) = match own.take() {
+                    Some((dec, info)) => (dec, info),
                     None => {
                         let dec = LlamaDecoder::new(vocab, ctx);
                         let info = ModelInfo {

@@ -31,11 +31,26 @@ pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
         bail!("--max-tokens must be at least 1 and --ctx at least 64");
     }
     let mut models = Vec::new();
+    // A teacher on a server: its vocabulary comes from --tokenizer, as for `record`.
+    let remote = match super::remote_url(&args.teacher) {
+        Some(url) => Some((url.to_string(), super::remote_tokenizer(url, &args.remote)?)),
+        None => None,
+    };
     if !args.no_teacher {
-        models.push((Side::Teacher, ModelSource::Gguf(args.teacher.clone())));
+        let source = match &remote {
+            Some((url, tokenizer)) => ModelSource::Remote {
+                url: url.clone(),
+                api: args.remote.teacher_api,
+                tokenizer: tokenizer.clone(),
+                timeout_s: args.remote.teacher_timeout,
+            },
+            None => ModelSource::Gguf(args.teacher.clone()),
+        };
+        models.push((Side::Teacher, source));
     }
     if let Some(student) = &args.student {
-        let fallback = Some(args.teacher.clone());
+        let vocab = remote.as_ref().map_or(&args.teacher, |(_, t)| t);
+        let fallback = Some(vocab.clone());
         models.push((
             Side::Student,
             ModelSource::from_path(student.clone(), fallback),
@@ -44,6 +59,7 @@ pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
     let exists = |s: &ModelSource| match s {
         ModelSource::Gguf(p) => p.exists(),
         ModelSource::StudentDir { dir, .. } => dir.exists(),
+        ModelSource::Remote { .. } => true,
     };
     if !models.iter().any(|(_, s)| exists(s)) {
         bail!(
@@ -107,6 +123,7 @@ fn check_templates(args: &ChatArgs, models: &[(Side, ModelSource)]) -> anyhow::R
                 Ok(p) => p,
                 Err(_) => continue, // the student's pane reports it
             },
+            ModelSource::Remote { tokenizer, .. } => tokenizer.clone(),
         };
         let Ok(profile) = TeacherProfile::read(&gguf) else {
             continue; // so does a model that does not load

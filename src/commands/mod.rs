@@ -15,7 +15,7 @@ mod teacher;
 mod train;
 
 use crate::cli::{BenchCommand, Cli, Command, TeacherCommand};
-pub(crate) use remote::{connect_remote, remote_url};
+pub(crate) use remote::{connect_remote, remote_tokenizer, remote_url};
 
 /// Run the parsed command line.
 ///

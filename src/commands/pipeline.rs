@@ -67,6 +67,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 /// Check the inputs, lock the run directory (one process at a time drives it, for the whole
 /// command) and open it, before any display starts, so a bad input is a plain error message.
 fn open(args: &RunArgs) -> anyhow::Result<(RunState, DirLock)> {
+    if let Some(url) = super::remote_url(&args.teacher) {
+        bail!(
+            "distill run needs the teacher in-process (it builds the student from the teacher's weights, scores on-policy answers and times the teacher): pass --teacher GGUF. With the teacher on a server, record the corpora through it with `distill record --teacher {url} --tokenizer GGUF`, then run `distill train` and `distill eval` on them"
+        );
+    }
     if !args.teacher.is_file() {
         bail!(
             "teacher GGUF '{}' not found: pass --teacher with a llama.cpp GGUF model, or run scripts/setup.sh to fetch the default one",

@@ -16,11 +16,8 @@ pub(crate) fn remote_url(teacher: &Path) -> Option<&str> {
         .filter(|t| t.starts_with("http://") || t.starts_with("https://"))
 }
 
-/// Connect to the server at `url`; returns the teacher and the tokenizer GGUF's path.
-pub(crate) fn connect_remote(
-    url: &str,
-    a: &RemoteArgs,
-) -> anyhow::Result<(RemoteTeacher, PathBuf)> {
+/// The `--tokenizer` GGUF a server teacher needs, checked before anything starts.
+pub(crate) fn remote_tokenizer(url: &str, a: &RemoteArgs) -> anyhow::Result<PathBuf> {
     if url.starts_with("https://") {
         anyhow::bail!(
             "'{url}': this build speaks plain HTTP only; reach the server over http:// (an SSH tunnel: ssh -L 8080:localhost:8080 HOST)"
@@ -29,6 +26,21 @@ pub(crate) fn connect_remote(
     let tokenizer = a.tokenizer.clone().with_context(|| {
         format!("--teacher '{url}' is a server: give --tokenizer GGUF, the GGUF of the model it runs (tokenization and the chat template are done here)")
     })?;
+    if !tokenizer.is_file() {
+        anyhow::bail!(
+            "--tokenizer '{}' is not a file: give the GGUF of the model the server runs",
+            tokenizer.display()
+        );
+    }
+    Ok(tokenizer)
+}
+
+/// Connect to the server at `url`; returns the teacher and the tokenizer GGUF's path.
+pub(crate) fn connect_remote(
+    url: &str,
+    a: &RemoteArgs,
+) -> anyhow::Result<(RemoteTeacher, PathBuf)> {
+    let tokenizer = remote_tokenizer(url, a)?;
     let sha = file_sha256(&tokenizer)?;
     let teacher = RemoteTeacher::connect(
         url,

@@ -246,8 +246,9 @@ impl Provenance {
     }
 }
 
-/// Start a student directory: `config.json`, `provenance.json`, and `tokenizer.json` built
-/// from the teacher's GGUF. Returns a warning when that tokenizer cannot be reproduced (the
+/// Start a student directory: `config.json`, `provenance.json`, and the Hugging Face
+/// tokenizer files built from the teacher's GGUF (`tokenizer.json`, `tokenizer_config.json`,
+/// `generation_config.json`). Returns a warning when that tokenizer cannot be reproduced (the
 /// directory is still usable by distill; only Hugging Face tools need the file).
 ///
 /// # Errors
@@ -261,6 +262,7 @@ pub fn create_dir(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     save_config(dir, cfg)?;
     provenance.save(dir)?;
+    super::hf::write_configs(dir, teacher, cfg.max_position_embeddings)?;
     let path = dir.join("tokenizer.json");
     match crate::gguf::tokenizer::write_tokenizer_json(teacher, &path) {
         Ok(()) => Ok(None),

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod export;
+pub mod hf;
 pub mod importance;
 pub mod init;
 pub mod io;

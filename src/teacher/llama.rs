@@ -200,6 +200,16 @@ impl LlamaTeacher {
         self.model.vocab().is_eog(LlamaToken(id as i32))
     }
 
+    /// Every token that ends a generation, EOS first, then in id order.
+    pub fn eog_ids(&self) -> Vec<u32> {
+        let eos = self.model.vocab().eos().0;
+        let mut ids: Vec<u32> = (0..self.info.n_vocab as u32)
+            .filter(|&t| self.is_eog(t))
+            .collect();
+        ids.sort_by_key(|&t| (t as i32 != eos, t));
+        ids
+    }
+
     /// Whether `id` is a control token of the template (`<|im_start|>`, BOS...).
     pub fn is_control(&self, id: u32) -> bool {
         self.model.vocab().is_control(LlamaToken(id as i32))

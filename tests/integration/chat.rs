@@ -158,7 +158,7 @@ pub fn quit_and_check_restored(tmux: &Tmux, dir: &Path) {
 }
 
 /// Left and right halves of a side-by-side screen, by display column.
-fn halves(screen: &str, width: usize) -> (Vec<String>, Vec<String>) {
+pub fn halves(screen: &str, width: usize) -> (Vec<String>, Vec<String>) {
     screen
         .lines()
         .map(|l| {
@@ -203,24 +203,33 @@ fn trained_student(dir: &Path) -> PathBuf {
     out
 }
 
-fn chat_args(student: &Path, transcripts: &Path) -> Vec<String> {
-    [
-        "--teacher",
-        &teacher().display().to_string(),
+/// Chat arguments for a quick greedy turn: `teacher` (its flags), `student`, transcripts.
+pub fn chat_args_with(teacher: &[&str], student: &Path, transcripts: &Path) -> Vec<String> {
+    let (student, transcripts) = (
+        student.display().to_string(),
+        transcripts.display().to_string(),
+    );
+    let rest = [
         "--student",
-        &student.display().to_string(),
+        &student,
         "--transcripts",
-        &transcripts.display().to_string(),
+        &transcripts,
         "--max-tokens",
         "24",
         "--temperature",
         "0",
         "--threads",
         "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ];
+    teacher.iter().chain(&rest).map(|s| s.to_string()).collect()
+}
+
+fn chat_args(student: &Path, transcripts: &Path) -> Vec<String> {
+    chat_args_with(
+        &["--teacher", &teacher().display().to_string()],
+        student,
+        transcripts,
+    )
 }
 
 #[test]

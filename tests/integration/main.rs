@@ -7,6 +7,8 @@ mod eval;
 mod export;
 mod families;
 mod handoff;
+mod hf;
+mod openai;
 mod options;
 mod pipeline;
 mod pruning;

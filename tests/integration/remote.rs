@@ -1,7 +1,8 @@
 //! A real llama-server (built by scripts/build-llama-server.sh from the pinned llama.cpp
 //! sources) serving the default teacher on 127.0.0.1: `distill record --teacher URL` against
 //! the same GGUF in-process, a server killed mid-run and a rerun that resumes, a request the
-//! server refuses, and a tokenizer that is not the server's.
+//! server refuses, a tokenizer that is not the server's, and `distill chat` with the server's
+//! teacher beside a local student.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use distill::record::Manifest;
+use distill::teacher::RemoteInfo;
 
+use crate::chat::{Tmux, chat_args_with, chat_command, halves, quit_and_check_restored};
 use crate::common::*;
 
 /// The llama-server binary: `LLAMA_SERVER`, or the one scripts/build-llama-server.sh builds
@@ -133,37 +136,12 @@ fn remote_args(url: &str, prompts: &Path, out: &Path, extra: &[&str]) -> Vec<Str
     args
 }
 
-#[test]
-fn a_corpus_through_llama_server_agrees_with_the_in_process_teacher() {
-    let dir = temp_dir("remote-agree");
-    let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/valid.jsonl");
-    let limit = ["--limit", "8"];
-    let local = dir.join("local");
-    let args: Vec<&str> = SETTINGS.iter().chain(&limit).copied().collect();
-    distill_ok(&record_args(&prompts, &local, &args));
-    let server = Server::start(0, 2, 512);
-    let remote = dir.join("remote");
-    distill_ok(&remote_args(&server.url(), &prompts, &remote, &limit));
-
-    let m = Manifest::read(&remote)
-        .expect("readable")
-        .expect("manifest");
-    let info = m
-        .teacher
-        .remote
-        .as_ref()
-        .expect("the manifest names the server");
-    assert_eq!(info.url, server.url());
-    let local_m = Manifest::read(&local).expect("readable").expect("manifest");
-    assert_eq!(
-        m.teacher.tokenizer_fingerprint, local_m.teacher.tokenizer_fingerprint,
-        "one tokenizer on both routes"
-    );
-    let (a, b) = (corpus_sequences(&local), corpus_sequences(&remote));
+/// How two corpora of the same prompts agree where both reached the same tokens: the
+/// positions compared, the share with the same top-1, and the mean |dlogprob| on shared ids.
+pub fn agreement(a: &[Seq], b: &[Seq]) -> (usize, f64, f64) {
     assert_eq!(a.len(), b.len(), "the same sequences");
-    // Compare the positions both routes reached with the same tokens before them.
     let (mut positions, mut same_top1, mut shared, mut delta) = (0usize, 0usize, 0usize, 0f64);
-    for (x, y) in a.iter().zip(&b) {
+    for (x, y) in a.iter().zip(b) {
         let (ta, tb) = (&x.tokens, &y.tokens);
         let n_prompt = ta.len() - x.ids.len();
         assert_eq!(ta[..n_prompt], tb[..n_prompt], "the same prompt tokens");
@@ -183,14 +161,55 @@ fn a_corpus_through_llama_server_agrees_with_the_in_process_teacher() {
         }
     }
     let top1 = same_top1 as f64 / positions.max(1) as f64;
-    let mean_delta = delta / shared.max(1) as f64;
+    (positions, top1, delta / shared.max(1) as f64)
+}
+
+/// A corpus's manifest and the server it names.
+pub fn served_by(corpus: &Path) -> (Manifest, RemoteInfo) {
+    let m = Manifest::read(corpus).expect("readable").expect("manifest");
+    let info = *m
+        .teacher
+        .remote
+        .clone()
+        .expect("the manifest names the server");
+    (m, info)
+}
+
+/// Check that the corpora `local` and `remote` agree (see [`agreement`]): at least
+/// `min_positions` compared, same top-1 on `min_top1` of them, mean |dlogprob| under
+/// `max_delta`; the figures are printed under `label`.
+pub fn routes_agree(label: &str, local: &Path, remote: &Path, bounds: (usize, f64, f64)) {
+    let (min_positions, min_top1, max_delta) = bounds;
+    let (positions, top1, delta) = agreement(&corpus_sequences(local), &corpus_sequences(remote));
     eprintln!(
-        "remote vs in-process: {positions} positions, same top-1 {:.2}%, mean |dlogprob| {mean_delta:.4} over {shared} shared ids",
+        "{label} vs in-process: {positions} positions, same top-1 {:.2}%, mean |dlogprob| {delta:.5}",
         top1 * 100.0
     );
-    assert!(positions >= 100, "{positions} positions compared");
-    assert!(top1 >= 0.99, "same top-1 on {:.2}%", top1 * 100.0);
-    assert!(mean_delta < 0.05, "mean |dlogprob| {mean_delta}");
+    assert!(positions >= min_positions, "{positions} positions compared");
+    assert!(top1 >= min_top1, "same top-1 on {:.2}%", top1 * 100.0);
+    assert!(delta < max_delta, "mean |dlogprob| {delta}");
+}
+
+#[test]
+fn a_corpus_through_llama_server_agrees_with_the_in_process_teacher() {
+    let dir = temp_dir("remote-agree");
+    let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/valid.jsonl");
+    let limit = ["--limit", "8"];
+    let local = dir.join("local");
+    let args: Vec<&str> = SETTINGS.iter().chain(&limit).copied().collect();
+    distill_ok(&record_args(&prompts, &local, &args));
+    let server = Server::start(0, 2, 512);
+    let remote = dir.join("remote");
+    distill_ok(&remote_args(&server.url(), &prompts, &remote, &limit));
+
+    let (m, info) = served_by(&remote);
+    assert_eq!(info.url, server.url());
+    let local_m = Manifest::read(&local).expect("readable").expect("manifest");
+    assert_eq!(
+        m.teacher.tokenizer_fingerprint, local_m.teacher.tokenizer_fingerprint,
+        "one tokenizer on both routes"
+    );
+    routes_agree("llama-server", &local, &remote, (100, 0.99, 0.05));
 }
 
 #[test]
@@ -291,4 +310,49 @@ fn a_refused_request_and_a_foreign_tokenizer_are_named() {
     args.drain(at - 1..=at);
     let err = distill_err(&args);
     assert!(err.contains("--tokenizer GGUF"), "{err}");
+
+    // `distill run` says what to do instead, before it makes anything.
+    let out = dir.join("run");
+    let run = [
+        "run",
+        "--teacher",
+        &server.url(),
+        "--out",
+        &out.display().to_string(),
+        "--no-tui",
+    ];
+    let err = distill_err(&run);
+    assert!(
+        err.contains("needs the teacher in-process") && err.contains("distill record --teacher"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing made");
+}
+
+/// `distill chat --teacher URL`: the server's teacher answers in the left pane (one request
+/// per token, its prompt cache kept) beside a local student, here the same GGUF in
+/// llama.cpp; greedy, both say the same.
+#[test]
+fn chat_shows_the_server_teacher_beside_a_local_student() {
+    let dir = temp_dir("remote-chat");
+    let server = Server::start(0, 1, 2048);
+    let model = teacher().display().to_string();
+    let server_flags = ["--teacher", &server.url(), "--tokenizer", &model];
+    let args = chat_args_with(&server_flags, &teacher(), &dir.join("chats"));
+    let tmux = Tmux::start("remote", &chat_command(&dir, &args), 160, 48);
+    tmux.wait_for("both models to load", |s| s.matches("Ready.").count() == 2);
+    tmux.type_text("What is the capital of France?");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("both answers", |s| s.contains("speed-up ×"));
+    let (left, right) = halves(&screen, 160);
+    let host = server.url().replace("http://", "");
+    assert!(left[0].contains(&host), "the server is named:\n{screen}");
+    assert!(
+        left.iter().any(|l| l.contains("Teacher (llama-server)")),
+        "{screen}"
+    );
+    for pane in [&left, &right] {
+        assert!(pane.iter().any(|l| l.contains("Paris")), "{screen}");
+    }
+    quit_and_check_restored(&tmux, &dir);
 }

@@ -14,7 +14,7 @@ use tokenizers::Tokenizer;
 use crate::common::{gemma, teacher, temp_dir};
 
 /// Plain text, tokenized without special-token parsing on the llama.cpp side.
-const PLAIN: &[&str] = &[
+pub const PLAIN: &[&str] = &[
     "Hello world",
     "Hello, world!",
     "The quick brown fox jumps over the lazy dog.",
@@ -83,7 +83,7 @@ const PLAIN: &[&str] = &[
 ];
 
 /// Chat-template text: llama.cpp parses special tokens (and adds BOS if the model wants it).
-const TEMPLATED: &[&str] = &[
+pub const TEMPLATED: &[&str] = &[
     "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
     "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n",
     "<|im_start|>user\n  spaced   content  <|im_end|><|im_start|>assistant",

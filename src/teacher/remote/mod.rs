@@ -62,6 +62,18 @@ pub struct RemoteInfo {
     pub model: String,
 }
 
+/// The server's most likely next tokens: ids and log-probabilities, best first, and how
+/// many prompt tokens its cache reused (0 when it does not say).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Next {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Their log-probabilities.
+    pub logprobs: Vec<f32>,
+    /// Prompt tokens the server did not compute again.
+    pub cached: usize,
+}
+
 /// A teacher on a server, with a local vocabulary.
 pub struct RemoteTeacher {
     vocab: LlamaTeacher,
@@ -157,6 +169,13 @@ impl RemoteTeacher {
             }
         }
         vocab.info.sha256 = sha256;
+        // A vocabulary-only load counts no weights; llama-server says how many it runs.
+        if let Some(n) = first
+            .and_then(|m| m.pointer("/meta/n_params"))
+            .and_then(Value::as_u64)
+        {
+            vocab.info.n_params = n;
+        }
         let mut info = vocab.info.clone();
         info.remote = Some(Box::new(RemoteInfo {
             url: client.base().to_string(),
@@ -170,6 +189,91 @@ impl RemoteTeacher {
             model,
             info,
         })
+    }
+
+    /// The vocabulary loaded from `--tokenizer`.
+    pub fn vocab(&self) -> &LlamaTeacher {
+        &self.vocab
+    }
+
+    /// The API and the model name the server reported.
+    pub fn describe(&self) -> (Api, &str) {
+        (self.api, &self.model)
+    }
+
+    /// The server's distribution over the token after `tokens`: its `k` most likely tokens
+    /// with log-probabilities (one request of one greedy token, the server's prompt cache
+    /// kept, so a conversation costs one new token per request).
+    ///
+    /// # Errors
+    /// As the client's requests; [`Error::Remote`] for a reply without log-probabilities.
+    pub fn next(&self, tokens: &[u32], k: usize) -> Result<Next> {
+        let k = k.min(self.info.n_vocab).max(1);
+        let remote_err = |reason: String| Error::Remote {
+            url: self.client.base().to_string(),
+            reason,
+        };
+        let (reply, cached, picked) = match self.api {
+            Api::LlamaServer => {
+                let body = json!({
+                    "prompt": tokens,
+                    "n_predict": 1,
+                    "n_probs": k,
+                    "post_sampling_probs": false,
+                    "temperature": 0.0,
+                    "cache_prompt": true,
+                    "return_tokens": true,
+                    "stream": false,
+                });
+                let v = self.client.post("/completion", &body)?;
+                let cached = v
+                    .pointer("/timings/cache_n")
+                    .or_else(|| v.get("tokens_cached"))
+                    .and_then(Value::as_u64)
+                    .map_or(0, |n| n as usize);
+                let picked = v
+                    .pointer("/tokens/0")
+                    .and_then(Value::as_u64)
+                    .map(|t| t as u32);
+                (
+                    llama_server::parse(&v, k).map_err(remote_err)?,
+                    cached,
+                    picked,
+                )
+            }
+            Api::Openai => {
+                let body = json!({
+                    "model": self.model,
+                    "prompt": tokens,
+                    "max_tokens": 1,
+                    "temperature": 0.0,
+                    "logprobs": k,
+                    "return_tokens_as_token_ids": true,
+                });
+                let v = self
+                    .client
+                    .post("/v1/completions", &body)
+                    .map_err(|e| openai::name_cap(e, k))?;
+                let reply = openai::parse_generated(&v, k).map_err(remote_err)?;
+                let picked = reply.tokens.first().copied();
+                (reply, 0, picked)
+            }
+        };
+        match (reply.tokens.is_empty(), picked) {
+            (false, _) => Ok(Next {
+                ids: reply.ids,
+                logprobs: reply.logprobs,
+                cached,
+            }),
+            // The greedy token ends mid-character and llama-server reports no distribution
+            // for it: that token alone.
+            (true, Some(t)) => Ok(Next {
+                ids: vec![t],
+                logprobs: vec![0.0],
+                cached,
+            }),
+            (true, None) => Err(remote_err("the reply holds no next token".into())),
+        }
     }
 
     /// One job as one request: its response tokens and their top-k rows.
@@ -214,7 +318,10 @@ impl RemoteTeacher {
                     .client
                     .post("/v1/completions", &body)
                     .map_err(|e| openai::name_cap(e, k))?;
-                openai::parse_scored(&v, job.prompt.len(), all.len(), k).map_err(remote_err)?
+                let mut reply =
+                    openai::parse_scored(&v, job.prompt.len(), all.len(), k).map_err(remote_err)?;
+                reply.tokens = resp.clone(); // the rows are those of the given response
+                reply
             }
         };
         let mut tokens = job.prompt.clone();
