@@ -200,9 +200,14 @@ pub struct ChatArgs {
 /// Arguments of `distill run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Teacher GGUF model (any llama.cpp model; a base model needs --mode score).
+    /// Teacher GGUF model (any llama.cpp model; a base model needs --mode score), or a
+    /// server's http://HOST:PORT with --tokenizer GGUF: the server records the corpora and
+    /// the GGUF does the rest (the student's blocks, eval, the chat's vocabulary).
     #[arg(long, default_value = DEFAULT_TEACHER)]
     pub teacher: PathBuf,
+    /// Remote teacher options (with --teacher http://HOST:PORT).
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Training prompt files (JSONL, any form `distill record` reads, or .txt).
     #[arg(long, num_args = 1.., default_value = "prompts/train.jsonl")]
     pub prompts: Vec<PathBuf>,

@@ -35,11 +35,22 @@ use stages::Job;
 type Worker = JoinHandle<anyhow::Result<bool>>;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let (state, _lock) = open(args)?;
+    // A teacher on a server records the corpora; every other stage uses its GGUF.
+    let (local, server) = match super::remote_url(&args.teacher) {
+        Some(url) => {
+            super::connect_remote(url, &args.remote)?; // reachable, the right tokenizer
+            let mut local = args.clone();
+            local.teacher = super::remote_tokenizer(url, &args.remote)?;
+            (local, Some(url.to_string()))
+        }
+        None => (args.clone(), None),
+    };
+    let (state, _lock) = open(&local)?;
     let (tx, rx) = unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
     let mut job = Job {
-        args: args.clone(),
+        args: local,
+        server,
         state,
         tx,
     };
@@ -67,11 +78,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 /// Check the inputs, lock the run directory (one process at a time drives it, for the whole
 /// command) and open it, before any display starts, so a bad input is a plain error message.
 fn open(args: &RunArgs) -> anyhow::Result<(RunState, DirLock)> {
-    if let Some(url) = super::remote_url(&args.teacher) {
-        bail!(
-            "distill run needs the teacher in-process (it builds the student from the teacher's weights, scores on-policy answers and times the teacher): pass --teacher GGUF. With the teacher on a server, record the corpora through it with `distill record --teacher {url} --tokenizer GGUF`, then run `distill train` and `distill eval` on them"
-        );
-    }
     if !args.teacher.is_file() {
         bail!(
             "teacher GGUF '{}' not found: pass --teacher with a llama.cpp GGUF model, or run scripts/setup.sh to fetch the default one",
@@ -222,8 +228,22 @@ fn chat_args(args: &RunArgs) -> anyhow::Result<ChatArgs> {
     if let Some(t) = args.threads {
         argv.extend(["--threads".into(), t.to_string()]);
     }
+    // A server's teacher answers in the chat too, with the same GGUF's vocabulary.
+    let mut gguf = args.teacher.clone();
+    if let (Some(_), Some(tokenizer)) = (super::remote_url(&args.teacher), &args.remote.tokenizer) {
+        gguf = tokenizer.clone();
+        argv.extend(["--tokenizer".into(), tokenizer.display().to_string()]);
+        argv.extend([
+            "--teacher-api".into(),
+            args.remote.teacher_api.name().into(),
+        ]);
+        argv.extend([
+            "--teacher-timeout".into(),
+            args.remote.teacher_timeout.to_string(),
+        ]);
+    }
     // A base teacher has no chat template: its chat continues plain text.
-    if TeacherProfile::read(&args.teacher).is_ok_and(|p| p.chat_template.is_none()) {
+    if TeacherProfile::read(&gguf).is_ok_and(|p| p.chat_template.is_none()) {
         argv.extend(["--template".into(), "none".into()]);
     }
     match Cli::try_parse_from(argv)?.command {

@@ -310,23 +310,6 @@ fn a_refused_request_and_a_foreign_tokenizer_are_named() {
     args.drain(at - 1..=at);
     let err = distill_err(&args);
     assert!(err.contains("--tokenizer GGUF"), "{err}");
-
-    // `distill run` says what to do instead, before it makes anything.
-    let out = dir.join("run");
-    let run = [
-        "run",
-        "--teacher",
-        &server.url(),
-        "--out",
-        &out.display().to_string(),
-        "--no-tui",
-    ];
-    let err = distill_err(&run);
-    assert!(
-        err.contains("needs the teacher in-process") && err.contains("distill record --teacher"),
-        "{err}"
-    );
-    assert!(!out.exists(), "nothing made");
 }
 
 /// `distill chat --teacher URL`: the server's teacher answers in the left pane (one request
@@ -355,4 +338,58 @@ fn chat_shows_the_server_teacher_beside_a_local_student() {
         assert!(pane.iter().any(|l| l.contains("Paris")), "{screen}");
     }
     quit_and_check_restored(&tmux, &dir);
+}
+
+/// `distill run --teacher URL --tokenizer GGUF`: the server records both corpora, the GGUF
+/// builds the student and judges it, and a second run finds everything done.
+#[test]
+fn a_run_records_through_the_server_and_does_the_rest_with_the_gguf() {
+    let dir = temp_dir("remote-run");
+    let server = Server::start(0, 2, 1024);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lines = |f: &str, n: usize| {
+        let text = std::fs::read_to_string(root.join(f)).expect("prompts");
+        let kept: Vec<&str> = text.lines().take(n).collect();
+        kept.join("\n") + "\n"
+    };
+    let train = write(&dir, "train.jsonl", &lines("prompts/train.jsonl", 12));
+    let valid = write(&dir, "valid.jsonl", &lines("prompts/valid.jsonl", 2));
+    let out = dir.join("run");
+    let (t, v, o, model) = (
+        train.display().to_string(),
+        valid.display().to_string(),
+        out.display().to_string(),
+        teacher().display().to_string(),
+    );
+    #[rustfmt::skip]
+    let args = [
+        "run", "--teacher", &server.url(), "--tokenizer", &model, "--prompts", &t,
+        "--valid-prompts", &v, "--out", &o, "--minutes", "600", "--max-new-tokens", "12",
+        "--layers", "0,29", "--train-steps", "4", "--batch", "2", "--seq-len", "64",
+        "--no-speed", "--threads", "2", "--no-tui",
+    ];
+    let first = distill_ok(&args);
+    assert!(first.contains("KLD"), "{first}");
+    for corpus in ["train", "valid"] {
+        let (_, info) = served_by(&out.join(corpus));
+        assert_eq!(
+            info.url,
+            server.url(),
+            "{corpus} was recorded through the server"
+        );
+    }
+    assert!(out.join("eval/report.md").exists());
+    let kept = [
+        "train/manifest.json",
+        "valid/manifest.json",
+        "student/metrics.jsonl",
+    ];
+    let read = |f: &str| std::fs::read(out.join(f)).expect("run file");
+    let before: Vec<Vec<u8>> = kept.iter().map(|f| read(f)).collect();
+    distill_ok(&args);
+    let after: Vec<Vec<u8>> = kept.iter().map(|f| read(f)).collect();
+    assert!(
+        before == after,
+        "a second run finds everything done and redoes nothing"
+    );
 }

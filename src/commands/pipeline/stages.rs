@@ -45,7 +45,10 @@ pub(super) enum Outcome {
 
 /// The worker: the arguments, the run directory's state and the channel to the display.
 pub(super) struct Job {
+    /// The run's arguments, with `teacher` the GGUF (a server's `--tokenizer`).
     pub args: RunArgs,
+    /// The teacher server's URL when the corpora are recorded through one.
+    pub server: Option<String>,
     pub state: RunState,
     pub tx: UnboundedSender<Event>,
 }
@@ -160,8 +163,12 @@ impl Job {
         let (mut pending, mut planned) = (0, 0);
         let mut save_error = None;
         let out = self.args.out.clone();
+        let remote = match &self.server {
+            Some(url) => Some(super::super::connect_remote(url, &self.args.remote)?),
+            None => None,
+        };
         let (state, tx) = (&mut self.state, &self.tx);
-        let result = record::record(&cfg, &mut |p| {
+        let mut on = |p: Progress| {
             match &p {
                 Progress::Started { planned: n, .. } => planned = *n,
                 Progress::Sequence { tokens, .. } => pending += tokens,
@@ -176,7 +183,11 @@ impl Job {
                 Progress::Notice(line) => tracing::warn!("{line}"),
             }
             tx.send(Event::Record(p)).ok();
-        });
+        };
+        let result = match &remote {
+            Some((teacher, tokenizer)) => record::record_remote(&cfg, tokenizer, teacher, &mut on),
+            None => record::record(&cfg, &mut on),
+        };
         self.state.stage_mut(stage).seconds = base + clock.elapsed().as_secs_f64();
         if let Some(e) = save_error {
             return Err(e).context("writing the run state");
