@@ -393,3 +393,38 @@ fn a_run_records_through_the_server_and_does_the_rest_with_the_gguf() {
         "a second run finds everything done and redoes nothing"
     );
 }
+
+/// `--teacher-api openai` against llama-server's own `/v1/completions` (its `content` form of
+/// log-probabilities): generate mode agrees with the in-process teacher; score mode, which
+/// needs `prompt_logprobs`, is refused with the alternatives.
+#[test]
+fn the_openai_route_records_through_llama_servers_v1_completions() {
+    let dir = temp_dir("remote-openai");
+    let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/valid.jsonl");
+    let limit = ["--limit", "6"];
+    let local = dir.join("local");
+    let args: Vec<&str> = SETTINGS.iter().chain(&limit).copied().collect();
+    distill_ok(&record_args(&prompts, &local, &args));
+    let server = Server::start(0, 2, 512);
+    let remote = dir.join("remote");
+    let openai = ["--limit", "6", "--teacher-api", "openai"];
+    distill_ok(&remote_args(&server.url(), &prompts, &remote, &openai));
+    let (_, info) = served_by(&remote);
+    assert_eq!(info.api, distill::teacher::Api::Openai);
+    routes_agree(
+        "llama-server /v1/completions",
+        &local,
+        &remote,
+        (100, 0.99, 0.05),
+    );
+
+    let scored = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/score-sample.jsonl");
+    let mut args = remote_args(&server.url(), &scored, &dir.join("score"), &openai[2..]);
+    let at = args.iter().position(|a| a == "generate").expect("mode");
+    args[at] = "score".into();
+    let err = distill_err(&args);
+    assert!(
+        err.contains("cannot score") && err.contains("--mode generate"),
+        "{err}"
+    );
+}

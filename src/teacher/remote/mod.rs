@@ -141,10 +141,25 @@ impl RemoteTeacher {
                 "/tokenize",
                 &json!({"content": PROBE, "add_special": false, "parse_special": false}),
             )?,
-            Api::Openai => client.post(
-                "/tokenize",
-                &json!({"model": model, "prompt": PROBE, "add_special_tokens": false}),
-            )?,
+            Api::Openai => {
+                let v = client.post(
+                    "/tokenize",
+                    &json!({"model": model, "prompt": PROBE, "add_special_tokens": false}),
+                )?;
+                let none = v
+                    .get("tokens")
+                    .and_then(Value::as_array)
+                    .is_some_and(Vec::is_empty);
+                if none {
+                    // llama-server's OpenAI-compatible side tokenizes `content`.
+                    client.post(
+                        "/tokenize",
+                        &json!({"content": PROBE, "add_special": false, "parse_special": false}),
+                    )?
+                } else {
+                    v
+                }
+            }
         };
         let theirs: Option<Vec<u32>> = theirs
             .get("tokens")

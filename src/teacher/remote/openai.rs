@@ -45,7 +45,7 @@ fn token_id(s: &str) -> Option<u32> {
 /// The k most likely of a `{token: logprob}` or `{token: {"logprob": ..}}` map, pushed
 /// in descending order (ties by id).
 fn push_top(map: &Map<String, Value>, k: usize, out: &mut Reply) -> Result<(), String> {
-    let mut all: Vec<(f32, u32)> = map
+    let all: Vec<(f32, u32)> = map
         .iter()
         .map(|(key, v)| {
             let lp = v.as_f64().or_else(|| v.get("logprob").and_then(Value::as_f64));
@@ -57,6 +57,11 @@ fn push_top(map: &Map<String, Value>, k: usize, out: &mut Reply) -> Result<(), S
             }
         })
         .collect::<Result<_, _>>()?;
+    push_best(all, k, out)
+}
+
+/// The k most likely of `(logprob, id)` pairs, pushed in descending order (ties by id).
+fn push_best(mut all: Vec<(f32, u32)>, k: usize, out: &mut Reply) -> Result<(), String> {
     if all.len() < k {
         return Err(format!(
             "a position holds {} log-probabilities, {k} were asked for",
@@ -77,12 +82,16 @@ fn choice(reply: &Value) -> Result<&Value, String> {
         .ok_or_else(|| "the reply has no 'choices'".to_string())
 }
 
-/// The generated tokens and their top-k.
+/// The generated tokens and their top-k: vLLM's `tokens` and `top_logprobs` maps, or
+/// llama-server's `content` entries.
 pub fn parse_generated(reply: &Value, k: usize) -> Result<Reply, String> {
     let lp = choice(reply)?
         .get("logprobs")
         .filter(|v| !v.is_null())
         .ok_or("the reply has no 'logprobs'")?;
+    if let Some(content) = lp.get("content").and_then(Value::as_array) {
+        return parse_content(content, k);
+    }
     let tokens = lp
         .get("tokens")
         .and_then(Value::as_array)
@@ -103,6 +112,44 @@ pub fn parse_generated(reply: &Value, k: usize) -> Result<Reply, String> {
         };
         push_top(map, k, &mut out)?;
         out.tokens.push(id);
+    }
+    Ok(out)
+}
+
+/// llama-server's `/v1/completions` form: `content[]` of `{id, bytes, top_logprobs: [{id,
+/// logprob}]}`. As on its `/completion`, a token that ends inside a UTF-8 character gets
+/// no entry; the entry after it then starts with a continuation byte, and the reply is cut
+/// there.
+fn parse_content(content: &[Value], k: usize) -> Result<Reply, String> {
+    let mut out = Reply::default();
+    for entry in content {
+        let id = entry
+            .get("id")
+            .and_then(Value::as_u64)
+            .ok_or("a 'content' entry has no id")?;
+        let first = entry.pointer("/bytes/0").and_then(Value::as_u64);
+        if first.is_some_and(|b| (0x80..0xc0).contains(&b)) {
+            out.cut = true;
+            break;
+        }
+        let tops = entry
+            .get("top_logprobs")
+            .and_then(Value::as_array)
+            .ok_or("a 'content' entry has no 'top_logprobs'")?;
+        let all = tops
+            .iter()
+            .map(|t| {
+                match (
+                    t.get("id").and_then(Value::as_u64),
+                    t.get("logprob").and_then(Value::as_f64),
+                ) {
+                    (Some(id), Some(lp)) => Ok((lp as f32, id as u32)),
+                    _ => Err("a 'top_logprobs' entry has no id or logprob".to_string()),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        push_best(all, k, &mut out)?;
+        out.tokens.push(id as u32);
     }
     Ok(out)
 }
@@ -185,6 +232,17 @@ mod tests {
         assert_eq!(r.logprobs, vec![-0.1, -1.0]);
         let e = parse_scored(&json!({"choices": [{}]}), 2, 3, 2).expect_err("no prompt logprobs");
         assert!(e.contains("cannot score"), "{e}");
+    }
+
+    #[test]
+    fn llama_servers_content_form_is_read_and_cut_before_a_split_character() {
+        let top = |a: u32, b: u32| json!([{"id": a, "logprob": -0.2}, {"id": b, "logprob": -2.0}]);
+        let reply = json!({"choices": [{"logprobs": {"content": [
+            {"id": 7, "bytes": [72], "logprob": -0.2, "top_logprobs": top(7, 8)},
+            {"id": 9, "bytes": [0xa9], "logprob": -0.1, "top_logprobs": top(9, 1)},
+        ]}}]});
+        let r = parse_generated(&reply, 2).expect("parses");
+        assert_eq!((r.tokens, r.ids, r.cut), (vec![7], vec![7, 8], true));
     }
 
     #[test]
