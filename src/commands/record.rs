@@ -104,10 +104,13 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
         Progress::Notice(line) if bar.is_hidden() => eprintln!("{line}"),
         Progress::Notice(line) => bar.println(line),
     };
+    let mut server = None;
     let summary = match super::remote_url(&args.teacher.teacher) {
         Some(url) => {
             let (teacher, tokenizer) = super::connect_remote(url, &args.remote)?;
-            record::record_remote(&cfg, &tokenizer, &teacher, &mut on)
+            let summary = record::record_remote(&cfg, &tokenizer, &teacher, &mut on);
+            server = Some(teacher.times());
+            summary
         }
         None => record::record(&cfg, &mut on),
     }
@@ -128,6 +131,13 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<()> {
         s.targets_now as f64 / secs,
         s.seconds
     );
+    if let Some(t) = server.filter(|t| t.requests > 0) {
+        let (prompt, decode) = t.rates();
+        println!(
+            "server     {decode:.0} tok/s decode and {prompt:.0} tok/s prompt per slot, by its own timings ({} requests)",
+            t.requests
+        );
+    }
     if cfg.settings.mode == record::Mode::Generate && s.recorded_now > 0 {
         println!(
             "endings    {} end-of-turn, {} max-new-tokens, {} context full",

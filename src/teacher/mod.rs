@@ -11,7 +11,7 @@ mod step;
 pub mod topk;
 
 pub use llama::{LlamaTeacher, NoTemplate, TeacherInfo};
-pub use remote::{Api, Next, RemoteInfo, RemoteTeacher};
+pub use remote::{Api, Next, RemoteInfo, RemoteTeacher, ServerTimes};
 pub use session::{Job, Sequence, Session, SessionParams, Stop};
 pub use topk::argmax;
 pub use topk::{Rng, Sampling};

@@ -200,7 +200,11 @@ fn a_corpus_through_llama_server_agrees_with_the_in_process_teacher() {
     distill_ok(&record_args(&prompts, &local, &args));
     let server = Server::start(0, 2, 512);
     let remote = dir.join("remote");
-    distill_ok(&remote_args(&server.url(), &prompts, &remote, &limit));
+    let said = distill_ok(&remote_args(&server.url(), &prompts, &remote, &limit));
+    assert!(
+        said.contains("tok/s decode and"),
+        "the server's own speed: {said}"
+    );
 
     let (m, info) = served_by(&remote);
     assert_eq!(info.url, server.url());

@@ -74,6 +74,36 @@ pub struct Next {
     pub cached: usize,
 }
 
+/// The server's own account of its work (llama-server's `timings`), summed over requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ServerTimes {
+    /// Requests that reported timings.
+    pub requests: u64,
+    /// Prompt tokens computed (not taken from its cache) and the milliseconds they took.
+    pub prompt: (u64, f64),
+    /// Tokens written and the milliseconds they took.
+    pub predicted: (u64, f64),
+}
+
+impl ServerTimes {
+    fn add(&mut self, timings: &Value) {
+        let n = |k: &str| timings.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let ms = |k: &str| timings.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        self.requests += 1;
+        self.prompt.0 += n("prompt_n");
+        self.prompt.1 += ms("prompt_ms");
+        self.predicted.0 += n("predicted_n");
+        self.predicted.1 += ms("predicted_ms");
+    }
+
+    /// Prompt and decode tokens per second, by the server's clock (summed over requests
+    /// that may have run in parallel slots, so a lower bound on its throughput).
+    pub fn rates(&self) -> (f64, f64) {
+        let rate = |(n, ms): (u64, f64)| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+        (rate(self.prompt), rate(self.predicted))
+    }
+}
+
 /// A teacher on a server, with a local vocabulary.
 pub struct RemoteTeacher {
     vocab: LlamaTeacher,
@@ -81,6 +111,7 @@ pub struct RemoteTeacher {
     api: Api,
     model: String,
     info: TeacherInfo,
+    times: std::sync::Mutex<ServerTimes>,
 }
 
 /// What one request returned, before it becomes a [`Sequence`]: the response tokens and their
@@ -203,12 +234,25 @@ impl RemoteTeacher {
             api,
             model,
             info,
+            times: std::sync::Mutex::new(ServerTimes::default()),
         })
     }
 
     /// The vocabulary loaded from `--tokenizer`.
     pub fn vocab(&self) -> &LlamaTeacher {
         &self.vocab
+    }
+
+    /// What the server reported of its own time so far (none from a server without
+    /// `timings`, such as vLLM).
+    pub fn times(&self) -> ServerTimes {
+        self.times.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    fn note_times(&self, reply: &Value) {
+        if let (Some(t), Ok(mut times)) = (reply.get("timings"), self.times.lock()) {
+            times.add(t);
+        }
     }
 
     /// The API and the model name the server reported.
@@ -314,6 +358,7 @@ impl RemoteTeacher {
                 let n_predict = job.max_new_tokens.min(room);
                 let body = llama_server::request(job, k, n_predict, seed);
                 let v = self.client.post("/completion", &body)?;
+                self.note_times(&v);
                 llama_server::parse(&v, k).map_err(remote_err)?
             }
             (Api::Openai, None) => {
@@ -323,6 +368,7 @@ impl RemoteTeacher {
                     .client
                     .post("/v1/completions", &body)
                     .map_err(|e| openai::name_cap(e, k))?;
+                self.note_times(&v);
                 openai::parse_generated(&v, k).map_err(remote_err)?
             }
             (Api::Openai, Some(resp)) => {
@@ -445,5 +491,22 @@ impl Teacher for RemoteTeacher {
             teacher: self,
             params,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_times_add_up_to_per_slot_rates() {
+        let mut t = ServerTimes::default();
+        t.add(
+            &json!({"prompt_n": 40, "prompt_ms": 100.0, "predicted_n": 10, "predicted_ms": 100.0}),
+        );
+        t.add(&json!({"prompt_n": 0, "prompt_ms": 0.0, "predicted_n": 30, "predicted_ms": 300.0}));
+        assert_eq!(t.requests, 2);
+        assert_eq!(t.rates(), (400.0, 100.0));
+        assert_eq!(ServerTimes::default().rates(), (0.0, 0.0));
     }
 }
