@@ -238,11 +238,6 @@ impl RemoteTeacher {
         })
     }
 
-    /// The vocabulary loaded from `--tokenizer`.
-    pub fn vocab(&self) -> &LlamaTeacher {
-        &self.vocab
-    }
-
     /// What the server reported of its own time so far (none from a server without
     /// `timings`, such as vLLM).
     pub fn times(&self) -> ServerTimes {
