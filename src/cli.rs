@@ -279,6 +279,11 @@ pub struct RunArgs {
     /// states (0: off; above 0 the record stages also store the teacher's, 0-100).
     #[arg(long, default_value_t = 0.0, value_parser = values::WEIGHT)]
     pub hidden_weight: f32,
+    /// Share of the training steps, at the end, trained on-policy (GKD): the student
+    /// answers the training prompts, the teacher scores those answers, and the last steps
+    /// train on them; the round's time comes out of the train share (0-1; 0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = values::FRACTION)]
+    pub on_policy: f64,
     /// Windows per optimizer step.
     #[arg(long, default_value_t = 4, value_parser = values::BATCH)]
     pub batch: usize,

@@ -140,6 +140,7 @@ fn settings(args: &RunArgs, split: [f64; 3]) -> anyhow::Result<RunSettings> {
         lr: args.lr,
         alpha: args.alpha,
         freeze_embeddings: !args.train_embeddings,
+        on_policy: args.on_policy,
         batch: args.batch,
         seq_len: args.seq_len,
         train_steps: args.train_steps,

@@ -155,19 +155,29 @@ pub struct StepPlan {
     pub windows: usize,
     /// Windows per step.
     pub batch: usize,
+    /// Share of the steps trained on-policy at the end (0: none).
+    pub on_policy: f64,
+    /// Seconds the on-policy round (the student writes, the teacher scores) costs per
+    /// on-policy step.
+    pub round: f64,
 }
 
 /// Optimizer steps in total for `plan`: those done, plus what the rest of the budget fits
 /// at the measured costs (a validation and a checkpoint every [`EVAL_EVERY`] steps and at
-/// the end), at most [`MAX_EPOCHS`] passes over the corpus.
+/// the end, and the on-policy round's share), with at most [`MAX_EPOCHS`] passes over the
+/// recorded corpus before the on-policy phase (which trains on its own data).
 pub fn planned_steps(plan: &StepPlan) -> usize {
     let c = plan.costs;
-    let per_step = c.step + (c.valid + c.save) / EVAL_EVERY as f64;
+    let f = plan.on_policy.clamp(0.0, 1.0);
+    let per_step = c.step + (c.valid + c.save) / EVAL_EVERY as f64 + f * plan.round.max(0.0);
     let seconds = plan.seconds - c.valid - c.save;
     let more = (seconds.max(0.0) / per_step.max(1e-9)).floor() as usize;
-    let epoch_cap = ((plan.windows as f64 * MAX_EPOCHS) / plan.batch.max(1) as f64)
-        .ceil()
-        .max(1.0) as usize;
+    let passes = (plan.windows as f64 * MAX_EPOCHS) / plan.batch.max(1) as f64;
+    let epoch_cap = if f < 1.0 {
+        (passes / (1.0 - f)).ceil().max(1.0) as usize
+    } else {
+        usize::MAX
+    };
     (plan.done + more).min(epoch_cap).max(plan.done)
 }
 
@@ -205,6 +215,8 @@ mod tests {
             done: 1,
             windows: 1000,
             batch: 4,
+            on_policy: 0.0,
+            round: 0.0,
         };
         // (600 - 20) s at 10 + 20/10 s a step = 48 more steps.
         assert_eq!(planned_steps(&plan), 49);
@@ -219,6 +231,37 @@ mod tests {
             ..plan
         };
         assert_eq!(planned_steps(&spent), 1, "never fewer than done");
+    }
+
+    #[test]
+    fn the_on_policy_round_costs_steps_and_lifts_the_epoch_cap() {
+        let plan = StepPlan {
+            seconds: 600.0,
+            costs: StepCosts {
+                step: 10.0,
+                valid: 15.0,
+                save: 5.0,
+            },
+            done: 1,
+            windows: 1000,
+            batch: 4,
+            on_policy: 0.5,
+            round: 8.0,
+        };
+        // Each step now also pays half of an 8 s round: 580 / (10 + 2 + 4) = 36 more.
+        assert_eq!(planned_steps(&plan), 37);
+        let tiny_corpus = StepPlan { windows: 8, ..plan };
+        assert_eq!(
+            planned_steps(&tiny_corpus),
+            12,
+            "6 off-policy steps (3 epochs) and as many on-policy"
+        );
+        let all = StepPlan {
+            windows: 8,
+            on_policy: 1.0,
+            ..plan
+        };
+        assert_eq!(planned_steps(&all), 1 + 580 / 20, "no corpus pass to cap");
     }
 
     #[test]

@@ -82,6 +82,10 @@ pub struct RunSettings {
     /// before the option trained them).
     #[serde(default)]
     pub freeze_embeddings: bool,
+    /// Share of the steps trained on-policy at the end (run files from before the option
+    /// had none).
+    #[serde(default)]
+    pub on_policy: f64,
     /// Windows per optimizer step.
     pub batch: usize,
     /// Tokens per window.
@@ -155,6 +159,7 @@ impl RunSettings {
             ("--lr", self.lr.to_string()),
             ("--alpha", self.alpha.to_string()),
             ("--train-embeddings", (!self.freeze_embeddings).to_string()),
+            ("--on-policy", self.on_policy.to_string()),
             ("--batch", self.batch.to_string()),
             ("--seq-len", self.seq_len.to_string()),
             ("--train-steps", or(self.train_steps, "auto")),
@@ -370,6 +375,7 @@ mod tests {
             lr: 3e-4,
             alpha: 0.0,
             freeze_embeddings: true,
+            on_policy: 0.0,
             batch: 4,
             seq_len: 256,
             train_steps: None,

@@ -216,8 +216,15 @@ pub(super) fn start_state(
     }
     let mut same = state.settings.clone();
     if let (Some(a), Some(b)) = (same.as_object_mut(), settings.as_object()) {
-        // The step budget may grow on resume; everything else must match.
+        // The step budget may grow on resume, and the on-policy share change while its
+        // phase is still ahead (both only move the switch); everything else must match.
         a.insert("steps".into(), b.get("steps").cloned().unwrap_or_default());
+        if !state.on_policy {
+            a.insert(
+                "on_policy".into(),
+                b.get("on_policy").cloned().unwrap_or_default(),
+            );
+        }
         // Runs from before the option trained their embeddings.
         a.entry("freeze_embeddings").or_insert(false.into());
         // ... and had no hidden-state term, no on-policy phase, and attended across the

@@ -23,7 +23,7 @@ use crate::{Error, Result};
 pub const FILE: &str = "on_policy.safetensors";
 
 /// Answers written per needed window's worth of tokens: each answer is trained on twice.
-const EPOCHS: usize = 2;
+pub const EPOCHS: usize = 2;
 
 /// What the phase needs besides the run.
 #[derive(Debug, Clone)]

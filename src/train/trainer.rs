@@ -229,7 +229,10 @@ pub fn train(run: TrainRun<'_>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainS
         best_ce: None,
     };
     while state.step < s.steps {
-        if on_policy::switch_step(s.steps, s.on_policy) == Some(state.step) && !state.on_policy {
+        // `>=`: a resume that moved the switch (more steps, another share) behind the
+        // current step starts the phase at once.
+        let due = on_policy::switch_step(s.steps, s.on_policy).is_some_and(|w| state.step >= w);
+        if due && !state.on_policy {
             metrics.flush().map_err(|e| Error::io(run.out, e))?;
             let event = begin_on_policy(&run, &mut state, &vm, &mut stepper)?;
             on(event);

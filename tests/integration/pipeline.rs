@@ -172,6 +172,58 @@ fn run_without_a_terminal_prints_progress_and_a_summary_and_resumes_as_done() {
 }
 
 #[test]
+fn a_planned_run_with_an_on_policy_share_trains_its_last_steps_on_the_students_answers() {
+    let dir = temp_dir("pipeline-on-policy");
+    let out = dir.join("run");
+    // No --train-steps: the steps are planned after the timed probe steps. The 600-minute
+    // budget leaves only the epoch cap, which the on-policy share lifts: 3 passes over
+    // the recorded windows, then as many on-policy steps.
+    let mut args = run_args(&dir, &out, 0);
+    let at = args
+        .iter()
+        .position(|a| a == "--train-steps")
+        .expect("flag");
+    args.drain(at..at + 2);
+    args.extend(["--on-policy".to_string(), "0.5".to_string()]);
+    let result = distill(&args);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+
+    let state = json(&out.join("run.json"));
+    assert_eq!(state["settings"]["on_policy"], 0.5, "{state}");
+    let steps = state["train_steps"].as_u64().expect("planned steps");
+    let windows = distill::train::data::load(&out.join("train"), 0.0, 42)
+        .expect("corpus")
+        .train
+        .windows(64) as u64;
+    let off_policy_cap = (windows * 3).div_ceil(2);
+    assert!(
+        steps > off_policy_cap && steps <= off_policy_cap * 2 + 1,
+        "{steps} steps for {windows} windows"
+    );
+    // The phase began at its switch in the planned run, not inside the 3 probe steps.
+    let switch = distill::train::on_policy::switch_step(steps as usize, 0.5).expect("switch");
+    assert!(switch > 3, "switch at {switch}");
+    assert!(
+        stderr.contains("train: on-policy: the student wrote "),
+        "{stderr}"
+    );
+    let student = out.join("student");
+    let trained = json(&student.join("train_state.json"));
+    assert_eq!(trained["on_policy"], true, "{trained}");
+    assert_eq!(trained["step"].as_u64(), Some(steps));
+    let shard = distill::record::Shard::read(&student.join("on_policy.safetensors"))
+        .expect("on-policy shard");
+    assert!(shard.sequences() > 0 && shard.targets() > 0);
+    assert_eq!(
+        train_steps(&student),
+        (1..=steps).collect::<Vec<u64>>(),
+        "one uninterrupted log"
+    );
+    assert!(String::from_utf8_lossy(&result.stdout).contains("complete in"));
+}
+
+#[test]
 fn a_run_killed_during_record_and_during_training_resumes_and_completes() {
     let dir = temp_dir("pipeline-resume");
     let out = dir.join("run");

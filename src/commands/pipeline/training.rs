@@ -18,6 +18,7 @@ use crate::student::{Preset, StudentConfig, init, prune};
 use crate::train::checkpoint::TrainState;
 use crate::train::data::{self, Splits, Stream};
 use crate::train::metrics::{StepMetrics, ValidMetrics};
+use crate::train::on_policy::{self, OnPolicy};
 use crate::train::schedule::Schedule;
 use crate::train::{TrainEvent, TrainRun, TrainSettings, train};
 
@@ -25,6 +26,13 @@ use crate::train::{TrainEvent, TrainRun, TrainSettings, train};
 /// uses the ones after it; within the warm-up, whose learning rates do not depend on the
 /// step count.
 const PROBE_STEPS: usize = 3;
+
+/// Seconds an on-policy round spends per training token it provides, over two epochs (the
+/// student writes the answers, the teacher scores them), as a share of the seconds the
+/// record stage spent per answer token: measured 1.1 on the default teacher (241 s for
+/// the 72K tokens of 71 steps; the student seldom ends its answers, so they run long;
+/// docs/BENCHMARKS.md).
+const ROUND_PER_RECORDED: f64 = 1.1;
 
 /// What every trainer call of the stage shares.
 struct Setup {
@@ -127,7 +135,44 @@ impl Job {
             done: first.state.step,
             windows,
             batch,
+            on_policy: self.args.on_policy,
+            round: self.round_per_step(setup, tokens),
         })))
+    }
+
+    /// Estimated seconds of the on-policy round per on-policy step of `tokens`: each
+    /// answer token is trained on [`on_policy::EPOCHS`] times, and costs
+    /// [`ROUND_PER_RECORDED`] of what the record stage spent per recorded answer token.
+    fn round_per_step(&self, setup: &Setup, tokens: usize) -> f64 {
+        if self.args.on_policy <= 0.0 {
+            return 0.0;
+        }
+        let recorded = setup.splits.manifest.totals.targets.max(1) as f64;
+        let seconds = self.state.stage(Stage::RecordTrain).seconds;
+        // A corpus recorded elsewhere (no seconds here): llama.cpp's usual 100 tok/s.
+        let per_token = if seconds > 0.0 {
+            seconds / recorded
+        } else {
+            0.01
+        };
+        tokens as f64 / on_policy::EPOCHS as f64 * ROUND_PER_RECORDED * per_token
+    }
+
+    /// What the on-policy phase needs, when the run has one: the teacher GGUF, the
+    /// recorded training prompts and the record stage's longest answer.
+    fn on_policy_job(&self) -> anyhow::Result<Option<OnPolicy>> {
+        let a = &self.args;
+        if a.on_policy <= 0.0 {
+            return Ok(None);
+        }
+        let corpus = a.out.join("train");
+        Ok(Some(OnPolicy {
+            teacher: a.teacher.clone(),
+            prompts: crate::record::prompts::prompts(&corpus, usize::MAX)
+                .with_context(|| format!("reading the prompts of '{}'", corpus.display()))?,
+            max_tokens: a.max_new_tokens,
+            threads: super::super::threads(a.threads),
+        }))
     }
 
     /// Seconds of the train share left.
@@ -148,9 +193,15 @@ impl Job {
         let a = self.args.clone();
         let (cfg, init) = student(&a, &self.state.settings, &s.dir, resume, &s.splits.train)?;
         let mut settings = train_settings(&a, steps);
+        // The probe's few steps would reach the on-policy switch of their own count: the
+        // phase waits for the planned count (a resume may change the share until then).
+        if steps == PROBE_STEPS && self.state.train_steps.is_none() {
+            settings.on_policy = 0.0;
+        }
         // A random student must learn its embeddings.
         settings.freeze_embeddings &= !self.state.settings.layers.is_empty();
         settings.cross_attention = self.state.settings.cross_attention;
+        let job = self.on_policy_job()?;
         let run = TrainRun {
             out: &s.dir,
             data: &s.splits,
@@ -161,7 +212,7 @@ impl Job {
             minutes: Some(self.train_left(s) / 60.0),
             resume,
             stop: Some(stop),
-            on_policy: None,
+            on_policy: job.as_ref(),
         };
         let mut timer = Timer::new((a.batch * a.seq_len) as f64);
         let mut save_error = None;
@@ -356,7 +407,7 @@ fn train_settings(a: &RunArgs, steps: usize) -> TrainSettings {
         seed: a.seed,
         freeze_embeddings: !a.train_embeddings,
         hidden_weight: a.hidden_weight,
-        on_policy: 0.0,
+        on_policy: a.on_policy,
         cross_attention: false,
     }
 }

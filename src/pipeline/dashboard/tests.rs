@@ -35,6 +35,7 @@ fn state() -> RunState {
             lr: 3e-4,
             alpha: 0.0,
             freeze_embeddings: true,
+            on_policy: 0.0,
             batch: 4,
             seq_len: 256,
             train_steps: None,
