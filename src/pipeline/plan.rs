@@ -203,9 +203,10 @@ mod tests {
         assert!(Budget::new(5.0, [-1.0, 50.0, 10.0]).is_err());
     }
 
-    #[test]
-    fn steps_fill_the_budget_at_the_measured_costs_within_the_epoch_cap() {
-        let plan = StepPlan {
+    /// 600 s left at 10 s a step, with a 15 s validation and a 5 s checkpoint, after one
+    /// step, over 1000 windows at 4 a step; no on-policy phase.
+    fn plan() -> StepPlan {
+        StepPlan {
             seconds: 600.0,
             costs: StepCosts {
                 step: 10.0,
@@ -217,7 +218,12 @@ mod tests {
             batch: 4,
             on_policy: 0.0,
             round: 0.0,
-        };
+        }
+    }
+
+    #[test]
+    fn steps_fill_the_budget_at_the_measured_costs_within_the_epoch_cap() {
+        let plan = plan();
         // (600 - 20) s at 10 + 20/10 s a step = 48 more steps.
         assert_eq!(planned_steps(&plan), 49);
         let tiny_corpus = StepPlan { windows: 8, ..plan };
@@ -236,17 +242,9 @@ mod tests {
     #[test]
     fn the_on_policy_round_costs_steps_and_lifts_the_epoch_cap() {
         let plan = StepPlan {
-            seconds: 600.0,
-            costs: StepCosts {
-                step: 10.0,
-                valid: 15.0,
-                save: 5.0,
-            },
-            done: 1,
-            windows: 1000,
-            batch: 4,
             on_policy: 0.5,
             round: 8.0,
+            ..plan()
         };
         // Each step now also pays half of an 8 s round: 580 / (10 + 2 + 4) = 36 more.
         assert_eq!(planned_steps(&plan), 37);

@@ -158,21 +158,18 @@ impl Job {
         tokens as f64 / on_policy::EPOCHS as f64 * ROUND_PER_RECORDED * per_token
     }
 
-    /// What the on-policy phase needs, when the run has one: the teacher GGUF, the
-    /// recorded training prompts and the record stage's longest answer.
-    fn on_policy_job(&self) -> anyhow::Result<Option<OnPolicy>> {
+    /// What the on-policy phase needs: the teacher GGUF, the recorded training prompts
+    /// and the record stage's longest answer.
+    fn on_policy_job(&self) -> anyhow::Result<OnPolicy> {
         let a = &self.args;
-        if a.on_policy <= 0.0 {
-            return Ok(None);
-        }
         let corpus = a.out.join("train");
-        Ok(Some(OnPolicy {
+        Ok(OnPolicy {
             teacher: a.teacher.clone(),
             prompts: crate::record::prompts::prompts(&corpus, usize::MAX)
                 .with_context(|| format!("reading the prompts of '{}'", corpus.display()))?,
             max_tokens: a.max_new_tokens,
             threads: super::super::threads(a.threads),
-        }))
+        })
     }
 
     /// Seconds of the train share left.
@@ -193,15 +190,20 @@ impl Job {
         let a = self.args.clone();
         let (cfg, init) = student(&a, &self.state.settings, &s.dir, resume, &s.splits.train)?;
         let mut settings = train_settings(&a, steps);
-        // The probe's few steps would reach the on-policy switch of their own count: the
-        // phase waits for the planned count (a resume may change the share until then).
-        if steps == PROBE_STEPS && self.state.train_steps.is_none() {
+        // Before the plan, the probe's few steps would reach the on-policy switch of their
+        // own count: the phase waits for the planned count (a resume may change the share
+        // until then).
+        if self.state.train_steps.is_none() {
             settings.on_policy = 0.0;
         }
         // A random student must learn its embeddings.
         settings.freeze_embeddings &= !self.state.settings.layers.is_empty();
         settings.cross_attention = self.state.settings.cross_attention;
-        let job = self.on_policy_job()?;
+        let job = if settings.on_policy > 0.0 {
+            Some(self.on_policy_job()?)
+        } else {
+            None
+        };
         let run = TrainRun {
             out: &s.dir,
             data: &s.splits,
