@@ -126,7 +126,8 @@ class Suite:
         return ["run", "--teacher", TEACHER, "--prompts", self.run_prompts,
                 "--valid-prompts", self.run_valid, "--out", out, "--minutes", "600",
                 "--max-new-tokens", "12", "--layers", "0,29", "--train-steps", "8",
-                "--batch", "2", "--seq-len", "64", "--no-speed", "--threads", "2"]
+                "--batch", "2", "--seq-len", "64", "--no-speed", "--threads", "2",
+                "--answers-per-prompt", "1"]
 
     # ---- reading results ----------------------------------------------------------------
 

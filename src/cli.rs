@@ -231,12 +231,17 @@ pub struct RunArgs {
     pub threads: Option<usize>,
     /// Split of --minutes in percent: record (both corpora), train, eval; the rest covers
     /// loading and checkpoints.
-    #[arg(long, value_delimiter = ',', default_value = "35,55,5", value_parser = values::PERCENT)]
+    #[arg(long, value_delimiter = ',', default_value = "50,45,5", value_parser = values::PERCENT)]
     pub split: Vec<f64>,
     /// Record at most this many training prompts (default: as many as the record share
     /// of the budget allows).
     #[arg(long, value_parser = values::COUNT)]
     pub train_prompts_limit: Option<usize>,
+    /// Answers the teacher samples per training prompt, pass after pass, while the record
+    /// share lasts (default 8 with --mode generate, so a long budget is not bound by the
+    /// prompt set; 1 with --mode score).
+    #[arg(long, value_parser = values::ANSWERS)]
+    pub answers_per_prompt: Option<usize>,
     /// Held-out prompts recorded for validation and eval.
     #[arg(long, default_value_t = 12, value_parser = values::COUNT)]
     pub valid_prompts_limit: usize,
@@ -592,9 +597,14 @@ pub struct RecordArgs {
     /// Context length per sequence (prompt + response).
     #[arg(long, default_value_t = 2048, value_parser = values::CTX)]
     pub ctx: usize,
-    /// Record at most this many records.
+    /// Record at most this many prompts (records of the prompt files).
     #[arg(long, value_parser = values::COUNT)]
     pub limit: Option<usize>,
+    /// Answers the teacher samples per prompt (generate, --temperature above 0): every
+    /// prompt once, then every prompt again, each answer its own record. A corpus resumed
+    /// with a larger --answers-per-prompt keeps what it has and adds the next passes.
+    #[arg(long, default_value_t = 1, value_parser = values::ANSWERS)]
+    pub answers_per_prompt: usize,
     /// Records per shard (a killed run loses at most one shard of work).
     #[arg(long, default_value_t = 128, value_parser = values::COUNT)]
     pub shard_size: usize,

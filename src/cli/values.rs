@@ -197,6 +197,8 @@ pub const BATCH_TOKENS: usize = 1 << 17;
 pub const TOP_K: Whole = Whole::new(1, 1 << 16);
 /// A count of records, prompts or steps that must be at least one.
 pub const COUNT: Whole = Whole::new(1, 1 << 40);
+/// Sampled answers per prompt.
+pub const ANSWERS: Whole = Whole::new(1, 1000);
 /// A count that may be zero ("none", "off", "at the end only").
 pub const COUNT0: Whole = Whole::new(0, 1 << 40);
 /// A seed: any u64.

@@ -28,11 +28,16 @@ use crate::pipeline::lines::Lines;
 use crate::pipeline::state::FileId;
 use crate::pipeline::summary::{chat_student, summary_lines};
 use crate::pipeline::{Budget, Event, RunSettings, RunState};
-use crate::record::check_sources;
 use crate::record::recorder::file_sha256;
+use crate::record::{Mode, check_sources};
 use stages::Job;
 
 type Worker = JoinHandle<anyhow::Result<bool>>;
+
+/// Answers the teacher samples per training prompt by default (generate mode): enough
+/// that the starter prompt set does not run out before a 120-minute budget's record
+/// share does (docs/BENCHMARKS.md, "Several answers per prompt").
+const ANSWERS: usize = 8;
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     // A teacher on a server records the corpora; every other stage uses its GGUF.
@@ -96,7 +101,7 @@ fn open(args: &RunArgs) -> anyhow::Result<(RunState, DirLock)> {
     let (shape, student_init) = student::plan_student(args, &profile)?;
     let [record, train, eval] = <[f64; 3]>::try_from(args.split.as_slice()).map_err(|_| {
         anyhow!(
-            "--split '{:?}' must be three percentages: record, train, eval (e.g. 35,55,5)",
+            "--split '{:?}' must be three percentages: record, train, eval (e.g. 50,45,5)",
             args.split
         )
     })?;
@@ -130,6 +135,7 @@ fn settings(args: &RunArgs, split: [f64; 3]) -> anyhow::Result<RunSettings> {
             .collect::<anyhow::Result<_>>()?,
         budget: Budget::new(args.minutes, split)?,
         train_prompts_limit: args.train_prompts_limit,
+        answers: answers(args)?,
         valid_prompts_limit: args.valid_prompts_limit,
         max_new_tokens: args.max_new_tokens,
         layers: Vec::new(),
@@ -147,6 +153,19 @@ fn settings(args: &RunArgs, split: [f64; 3]) -> anyhow::Result<RunSettings> {
         seed: args.seed,
         speed: !args.no_speed,
     })
+}
+
+/// Answers per training prompt: `--answers-per-prompt`, else [`ANSWERS`] when the teacher
+/// answers and 1 when it scores given text (always the same).
+fn answers(args: &RunArgs) -> anyhow::Result<usize> {
+    match (args.answers_per_prompt, args.mode) {
+        (Some(n), Mode::Score) if n > 1 => bail!(
+            "--answers-per-prompt {n} asks for several sampled answers per prompt, but --mode score reads the same given response every time: drop the option, or use --mode generate"
+        ),
+        (Some(n), _) => Ok(n),
+        (None, Mode::Generate) => Ok(ANSWERS),
+        (None, Mode::Score) => Ok(1),
+    }
 }
 
 /// Without a terminal: progress lines on stderr, the summary on stdout.

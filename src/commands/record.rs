@@ -15,6 +15,7 @@ impl From<&RecordArgs> for RecordConfig {
             prompts: a.prompts.clone(),
             out: a.out.clone(),
             limit: a.limit,
+            answers: a.answers_per_prompt,
             minutes: None,
             stop: None,
             slice: a.shard,

@@ -57,7 +57,7 @@ impl Stage {
 
 /// Default split of the budget in percent: record (both corpora), train, eval. The rest
 /// (5%) covers loading models and writing checkpoints.
-pub const DEFAULT_SPLIT: [f64; 3] = [35.0, 55.0, 5.0];
+pub const DEFAULT_SPLIT: [f64; 3] = [50.0, 45.0, 5.0];
 
 /// Most passes over the training windows a planned run makes (more would overfit a small
 /// corpus; a fast machine records more instead).
@@ -188,8 +188,8 @@ mod tests {
     #[test]
     fn the_split_divides_the_budget() {
         let b = Budget::new(20.0, DEFAULT_SPLIT).expect("valid");
-        assert!((b.record_seconds() - 420.0).abs() < 1e-9);
-        assert!((b.train_seconds() - 660.0).abs() < 1e-9);
+        assert!((b.record_seconds() - 600.0).abs() < 1e-9);
+        assert!((b.train_seconds() - 540.0).abs() < 1e-9);
         assert!((b.eval_seconds() - 60.0).abs() < 1e-9);
         assert_eq!(b.stage_seconds(Stage::RecordValid), b.record_seconds());
     }

@@ -51,6 +51,10 @@ pub struct RunSettings {
     pub budget: Budget,
     /// Most training prompts recorded (`None`: as many as the budget allows).
     pub train_prompts_limit: Option<usize>,
+    /// Answers the teacher samples per training prompt (run files from before the option
+    /// recorded one).
+    #[serde(default = "one")]
+    pub answers: usize,
     /// Held-out prompts recorded.
     pub valid_prompts_limit: usize,
     /// Longest teacher answer, tokens.
@@ -102,6 +106,10 @@ fn half() -> f32 {
     0.5
 }
 
+fn one() -> usize {
+    1
+}
+
 impl RunSettings {
     /// The differences to `now`, each naming its option, old and new value.
     pub fn differences(&self, now: &Self) -> Vec<String> {
@@ -140,6 +148,7 @@ impl RunSettings {
                 list(self.budget.split.map(|x| x.to_string()).to_vec()),
             ),
             ("--train-prompts-limit", or(self.train_prompts_limit, "all")),
+            ("--answers-per-prompt", self.answers.to_string()),
             (
                 "--valid-prompts-limit",
                 self.valid_prompts_limit.to_string(),
@@ -365,6 +374,7 @@ mod tests {
             valid_prompts: vec![id("v.jsonl", "cccc")],
             budget: Budget::new(20.0, DEFAULT_SPLIT).expect("budget"),
             train_prompts_limit: None,
+            answers: 1,
             valid_prompts_limit: 16,
             max_new_tokens: 256,
             layers: vec![0, 29],
@@ -453,7 +463,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(st.record_tok_s(), Some(120.0));
-        assert!((st.record_seconds_left() - 320.0).abs() < 1e-9);
+        assert!(
+            (st.record_seconds_left() - 500.0).abs() < 1e-9,
+            "600 s share less 100 s spent"
+        );
     }
 
     #[test]

@@ -64,6 +64,27 @@ pub(super) fn build_jobs(
     Ok(jobs)
 }
 
+/// The first `pass` jobs answered `answers` times: pass after pass, each answer of a
+/// prompt drawn from its own random stream. Pass 0 is the jobs as they are, so a corpus
+/// with more answers per prompt extends one with fewer (the first pass is its prefix), and
+/// a time cap keeps every prompt's first answer before any prompt's second.
+pub(super) fn answer_passes(
+    mut jobs: Vec<Job>,
+    pass: usize,
+    answers: usize,
+    seed: u64,
+) -> Vec<Job> {
+    jobs.truncate(pass);
+    let first = jobs.clone();
+    for p in 1..answers {
+        jobs.extend(first.iter().enumerate().map(|(i, job)| Job {
+            rng: Rng::for_record(seed, (p * pass + i) as u64),
+            ..job.clone()
+        }));
+    }
+    jobs
+}
+
 /// Raw text cut into windows of `ctx` tokens, each scored teacher-forced: every position a
 /// target. Windows start with BOS where the model reads documents so (its first target is
 /// the text's first token), else with their own first token.

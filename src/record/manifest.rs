@@ -183,8 +183,12 @@ pub struct Manifest {
     pub shards: Vec<ShardInfo>,
     /// Sums over `shards`.
     pub totals: Totals,
-    /// Records the run was asked to record (after `--limit`).
+    /// Records the run was asked to record (after `--limit`, times `--answers`).
     pub planned_records: usize,
+    /// Prompts per pass of answers, where a prompt is answered more than once
+    /// (`--answers`): record `i` answers prompt `i % pass_records`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_records: Option<usize>,
     /// Whether every planned record is in a shard (of a slice: every record of the slice).
     pub complete: bool,
     /// The slice of the recording this directory holds (`record --shard I/N`); `None` for a

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::jobs::{build_jobs, check_sources};
-use super::manifest::{Manifest, RecordSettings, SCHEMA_VERSION, SourceInfo, now_rfc3339};
+use super::jobs::{answer_passes, build_jobs, check_sources};
+use super::manifest::{Manifest, Mode, RecordSettings, SCHEMA_VERSION, SourceInfo, now_rfc3339};
 use super::origin::Origin;
 use super::rebuild;
 use super::shard::{self, Shard};
@@ -40,8 +40,11 @@ pub struct RecordConfig {
     pub out: PathBuf,
     /// Settings stored in the manifest.
     pub settings: RecordSettings,
-    /// Record at most this many records.
+    /// Record at most this many prompts (records of the prompt files), each `answers` times.
     pub limit: Option<usize>,
+    /// Answers the teacher samples per prompt (generate mode; 1 otherwise). They are
+    /// recorded pass after pass: every prompt once, then every prompt again.
+    pub answers: usize,
     /// Stop after the first shard that ends past this many minutes of decoding (the corpus
     /// stays resumable: a later run with a larger budget extends it).
     pub minutes: Option<f64>,
@@ -117,7 +120,7 @@ pub struct Summary {
 /// # Errors
 /// Bad prompts, a bad teacher, a corpus of other settings, llama.cpp and I/O failures.
 pub fn record(cfg: &RecordConfig, on: &mut dyn FnMut(Progress)) -> Result<Summary> {
-    validate(&cfg.settings)?;
+    validate(cfg)?;
     let meta = GgufMeta::read(&cfg.teacher)?;
     let profile = TeacherProfile::from_meta(&meta)?;
     fits_teacher(&cfg.settings, profile.n_vocab, profile.context)?;
@@ -147,7 +150,7 @@ pub fn record_remote(
     teacher: &dyn Teacher,
     on: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
-    validate(&cfg.settings)?;
+    validate(cfg)?;
     let profile = TeacherProfile::from_meta(&GgufMeta::read(tokenizer)?)?;
     check_sources(&profile, cfg.settings.mode, &read_sources(cfg)?)?;
     record_with(cfg, teacher, on)
@@ -162,7 +165,7 @@ pub fn record_with(
     teacher: &dyn Teacher,
     on: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
-    validate(&cfg.settings)?;
+    validate(cfg)?;
     fits_teacher(&cfg.settings, teacher.info().n_vocab, teacher.n_ctx_train())?;
     let sources = read_sources(cfg)?;
     let _lock = DirLock::acquire(&cfg.out)?;
@@ -197,11 +200,42 @@ fn fits_teacher(s: &RecordSettings, n_vocab: usize, context: usize) -> Result<()
     Ok(())
 }
 
-fn validate(s: &RecordSettings) -> Result<()> {
-    if s.k == 0 || s.parallel == 0 || s.shard_size == 0 || s.ctx < 16 {
+fn validate(cfg: &RecordConfig) -> Result<()> {
+    let s = &cfg.settings;
+    if s.k == 0 || s.parallel == 0 || s.shard_size == 0 || s.ctx < 16 || cfg.answers == 0 {
         return Err(Error::Invalid(
-            "--top-k, --parallel and --shard-size must be at least 1, --ctx at least 16".into(),
+            "--top-k, --parallel, --shard-size and --answers-per-prompt must be at least 1, --ctx at least 16"
+                .into(),
         ));
+    }
+    if cfg.answers > 1 && (s.mode != Mode::Generate || s.temperature <= 0.0) {
+        return Err(Error::Invalid(format!(
+            "--answers-per-prompt {} asks for several sampled answers per prompt, but {}: pass --answers-per-prompt 1, or --mode generate with a --temperature above 0",
+            cfg.answers,
+            if s.mode == Mode::Generate {
+                "at --temperature 0 every answer is the same greedy one"
+            } else {
+                "--mode score reads the same given response every time"
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Refuse to extend a corpus that is past its first pass of answers when this run's
+/// prompts per pass (`--limit`) differ: its later records would be read as answers to other
+/// prompts.
+fn check_passes(cfg: &RecordConfig, m: &Manifest, pass: usize) -> Result<()> {
+    let was = m.pass_records.unwrap_or(m.planned_records);
+    let answered = m.records();
+    let passes = cfg.answers > 1 || m.pass_records.is_some();
+    if passes && answered > pass.min(was) && was != pass {
+        return Err(Error::Corpus {
+            path: cfg.out.clone(),
+            reason: format!(
+                "it holds {answered} records answering {was} prompts per pass, this run asks for {pass} per pass: rerun with the original --limit and prompt files, or choose a new --out directory"
+            ),
+        });
     }
     Ok(())
 }
@@ -227,9 +261,15 @@ fn run_recording(
         ..Summary::default()
     };
     let jobs = build_jobs(teacher, sources, s, &mut summary.skipped_long)?;
-    let planned = cfg.limit.map_or(jobs.len(), |l| l.min(jobs.len()));
+    let pass = cfg.limit.map_or(jobs.len(), |l| l.min(jobs.len()));
+    let jobs = answer_passes(jobs, pass, cfg.answers, s.seed);
+    let planned = jobs.len();
     let mut manifest =
         existing.unwrap_or_else(|| new_manifest(teacher.info(), s, sources, cfg.slice));
+    check_passes(cfg, &manifest, pass)?;
+    if cfg.answers > 1 || manifest.pass_records.is_some() {
+        manifest.pass_records = Some(pass);
+    }
     let (todo, to_hold) = plan(cfg, &manifest, planned)?;
     manifest.planned_records = planned;
     let start = manifest.records();
@@ -554,6 +594,7 @@ pub(super) fn new_manifest(
         shards: Vec::new(),
         totals: Default::default(),
         planned_records: 0,
+        pass_records: None,
         complete: false,
         slice,
         created: now.clone(),

@@ -40,6 +40,7 @@ pub(crate) fn config(prompts: &Path, out: &Path, mode: Mode) -> RecordConfig {
             hidden: false,
         },
         limit: None,
+        answers: 1,
         minutes: None,
         stop: None,
         slice: None,
@@ -217,4 +218,110 @@ fn shards_that_cannot_prove_themselves_are_refused_and_kept() {
     let s = record_with(&cfg, &teacher, &mut |_| {}).expect("rebuilt");
     assert_eq!((s.resumed_from, s.recorded_now), (5, 0));
     std::fs::remove_dir_all(&d).ok();
+}
+
+/// The prompt tokens of every record of the corpus in `out`, in record order.
+fn prompts_of(out: &Path) -> Vec<Vec<u32>> {
+    let m = Manifest::read(out).expect("read").expect("manifest");
+    let mut all = Vec::new();
+    for info in &m.shards {
+        let shard = Shard::read(&out.join(&info.file)).expect("shard");
+        for i in 0..shard.sequences() {
+            let r = shard.sequence(i);
+            let first_target = shard.target_mask[r.clone()]
+                .iter()
+                .position(|&t| t == 1)
+                .expect("a target");
+            all.push(shard.tokens[r.start..=r.start + first_target].to_vec());
+        }
+    }
+    all
+}
+
+#[test]
+fn several_answers_per_prompt_come_pass_after_pass_and_extend_a_corpus_of_fewer() {
+    let d = dir("answers");
+    let prompts = d.join("p.jsonl");
+    std::fs::write(&prompts, PROMPTS).expect("write");
+    let teacher = FakeTeacher::new(5);
+    let sampled = |out: &Path, answers: usize| {
+        let mut cfg = config(&prompts, out, Mode::Generate);
+        cfg.settings.temperature = 1.0;
+        cfg.answers = answers;
+        cfg
+    };
+    let once = d.join("once");
+    record_with(&sampled(&once, 1), &teacher, &mut |_| {}).expect("one answer");
+    let first_pass = prompts_of(&once);
+    // Resumed with three answers per prompt: the first pass stays, two more follow it.
+    let s = record_with(&sampled(&once, 3), &teacher, &mut |_| {}).expect("three answers");
+    assert_eq!((s.records, s.resumed_from), (15, 5));
+    let m = Manifest::read(&once).expect("read").expect("manifest");
+    assert_eq!(
+        (m.planned_records, m.pass_records, m.complete),
+        (15, Some(5), true)
+    );
+    let all = prompts_of(&once);
+    assert_eq!(all[..5], first_pass[..]);
+    for pass in all.chunks(5) {
+        assert_eq!(
+            pass,
+            &first_pass[..],
+            "every pass answers the prompts in order"
+        );
+    }
+    // A corpus past its first pass cannot be read with another number of prompts per pass.
+    let mut fewer = sampled(&once, 3);
+    fewer.limit = Some(4);
+    let err = record_with(&fewer, &teacher, &mut |_| {}).expect_err("other pass");
+    assert!(err.to_string().contains("--limit"), "{err}");
+    assert_eq!(prompts_of(&once), all, "nothing lost");
+}
+
+#[test]
+fn each_answer_of_a_prompt_samples_from_its_own_stream() {
+    let teacher = FakeTeacher::new(5);
+    let d = dir("answer-streams");
+    let prompts = d.join("p.jsonl");
+    std::fs::write(&prompts, PROMPTS).expect("write");
+    let sources = vec![Source::read(&prompts, false).expect("source")];
+    let s = config(&prompts, &d.join("c"), Mode::Generate).settings;
+    let jobs = build_jobs(&teacher, &sources, &s, &mut 0).expect("jobs");
+    let first_draws = |jobs: &[crate::teacher::Job]| -> Vec<u64> {
+        jobs.iter().map(|j| j.rng.clone().next_u64()).collect()
+    };
+    let one = answer_passes(jobs.clone(), 3, 1, s.seed);
+    let three = answer_passes(jobs, 3, 3, s.seed);
+    assert_eq!((one.len(), three.len()), (3, 9));
+    assert_eq!(first_draws(&three)[..3], first_draws(&one)[..]);
+    let mut draws = first_draws(&three);
+    draws.sort_unstable();
+    draws.dedup();
+    assert_eq!(draws.len(), 9, "nine answers, nine streams");
+    assert!(
+        three
+            .iter()
+            .zip(three.iter().skip(3))
+            .all(|(a, b)| a.prompt == b.prompt)
+    );
+}
+
+#[test]
+fn several_answers_need_sampling() {
+    let d = dir("answers-refused");
+    let prompts = d.join("p.jsonl");
+    std::fs::write(&prompts, PROMPTS).expect("write");
+    let teacher = FakeTeacher::new(5);
+    let mut greedy = config(&prompts, &d.join("g"), Mode::Generate);
+    greedy.answers = 2;
+    let err = record_with(&greedy, &teacher, &mut |_| {}).expect_err("greedy");
+    assert!(err.to_string().contains("--temperature 0"), "{err}");
+    let mut scored = config(&prompts, &d.join("s"), Mode::Score);
+    scored.answers = 2;
+    let err = record_with(&scored, &teacher, &mut |_| {}).expect_err("score");
+    assert!(err.to_string().contains("--mode score"), "{err}");
+    assert!(
+        !d.join("g").exists() && !d.join("s").exists(),
+        "nothing written"
+    );
 }

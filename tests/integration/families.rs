@@ -59,6 +59,8 @@ fn run_args(teacher: &Path, train: &Path, valid: &Path, out: &Path, extra: &[&st
         "--no-speed",
         "--threads",
         "2",
+        "--answers-per-prompt",
+        "1",
     ]
     .iter()
     .map(|x| x.to_string())

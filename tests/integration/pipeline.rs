@@ -50,6 +50,8 @@ pub fn run_args(dir: &Path, out: &Path, steps: usize) -> Vec<String> {
         "--no-speed",
         "--threads",
         "2",
+        "--answers-per-prompt",
+        "1",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -93,7 +95,9 @@ fn train_steps(student: &Path) -> Vec<u64> {
 fn run_without_a_terminal_prints_progress_and_a_summary_and_resumes_as_done() {
     let dir = temp_dir("pipeline-lines");
     let out = dir.join("run");
-    let args = run_args(&dir, &out, 3);
+    let mut args = run_args(&dir, &out, 3);
+    // Two answers per training prompt: the teacher answers all 24, then all 24 again.
+    *args.last_mut().expect("args") = "2".into();
     let result = distill(&args);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&result.stdout),
@@ -103,7 +107,7 @@ fn run_without_a_terminal_prints_progress_and_a_summary_and_resumes_as_done() {
     for line in [
         "[1/4] record valid",
         "[2/4] record train",
-        "record train: 12/24 records",
+        "record train: 12/48 records",
         "[3/4] train",
         "train: step 3/3",
         "train: valid at step 3",
@@ -115,7 +119,7 @@ fn run_without_a_terminal_prints_progress_and_a_summary_and_resumes_as_done() {
     for line in [
         "complete in",
         "record-valid  2 records",
-        "record-train  24 records",
+        "record-train  48 records",
         "train         3 steps, ",
         "valid         ce ",
         "KLD",
@@ -130,7 +134,12 @@ fn run_without_a_terminal_prints_progress_and_a_summary_and_resumes_as_done() {
         assert_eq!(s["status"], "done", "{state}");
     }
     assert_eq!(state["train_steps"], 3);
-    assert_eq!(json(&out.join("train/manifest.json"))["complete"], true);
+    let train = json(&out.join("train/manifest.json"));
+    assert_eq!(train["complete"], true);
+    assert_eq!(
+        (&train["planned_records"], &train["pass_records"]),
+        (&48.into(), &24.into())
+    );
     assert_eq!(json(&out.join("valid/manifest.json"))["planned_records"], 2);
     for f in [
         "config.json",

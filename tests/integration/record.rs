@@ -240,6 +240,78 @@ fn same_seed_same_corpus_and_greedy_matches_argmax() {
     }
 }
 
+/// Sequence `i` of the corpus in `shards`, as (prompt, response) tokens.
+fn record_tokens(shards: &[Shard], i: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut i = i;
+    for shard in shards {
+        if i < shard.sequences() {
+            let r = shard.sequence(i);
+            let mask = &shard.target_mask[r.clone()];
+            let start = r.start + mask.iter().position(|&t| t == 1).expect("targets") + 1;
+            return (
+                shard.tokens[r.start..start].to_vec(),
+                shard.tokens[start..r.end].to_vec(),
+            );
+        }
+        i -= shard.sequences();
+    }
+    panic!("no record {i}");
+}
+
+#[test]
+fn several_answers_per_prompt_are_sampled_pass_after_pass_and_grow_on_resume() {
+    let dir = temp_dir("record-answers");
+    let prompts = write(&dir, "p.jsonl", PROMPTS_EVERY_FORM);
+    let out = dir.join("c");
+    let args = |answers: &str| {
+        record_args(
+            &prompts,
+            &out,
+            &[
+                "--max-new-tokens",
+                "16",
+                "--limit",
+                "3",
+                "--shard-size",
+                "3",
+                "--answers-per-prompt",
+                answers,
+            ],
+        )
+    };
+    distill_ok(&args("1"));
+    let (_, once) = shards(&out);
+    distill_ok(&args("3"));
+    let (m, all) = shards(&out);
+    assert_eq!(
+        (m.planned_records, m.pass_records, m.complete),
+        (9, Some(3), true)
+    );
+    assert_eq!(all[0].tokens, once[0].tokens, "the first pass is kept");
+    for pass in 1..3 {
+        let mut differ = 0;
+        for i in 0..3 {
+            let (prompt, answer) = record_tokens(&all, i);
+            let (p, a) = record_tokens(&all, pass * 3 + i);
+            assert_eq!(p, prompt, "record {} answers prompt {i}", pass * 3 + i);
+            differ += usize::from(a != answer);
+        }
+        assert!(
+            differ > 0,
+            "pass {pass} copies the first one: one random stream per prompt"
+        );
+    }
+    // Greedy answers would all be the same: refused, and the corpus is kept.
+    let mut greedy = args("2");
+    greedy.extend(["--temperature".into(), "0".into()]);
+    let err = distill_err(&greedy);
+    assert!(
+        err.contains("--answers-per-prompt 2") && err.contains("--temperature"),
+        "{err}"
+    );
+    assert_eq!(shards(&out).0.records(), 9);
+}
+
 #[test]
 fn killed_run_resumes_to_an_identical_corpus() {
     let dir = temp_dir("record-resume");

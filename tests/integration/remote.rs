@@ -370,7 +370,7 @@ fn a_run_records_through_the_server_and_does_the_rest_with_the_gguf() {
         "run", "--teacher", &server.url(), "--tokenizer", &model, "--prompts", &t,
         "--valid-prompts", &v, "--out", &o, "--minutes", "600", "--max-new-tokens", "12",
         "--layers", "0,29", "--train-steps", "4", "--batch", "2", "--seq-len", "64",
-        "--no-speed", "--threads", "2", "--no-tui",
+        "--no-speed", "--threads", "2", "--no-tui", "--answers-per-prompt", "1",
     ];
     let first = distill_ok(&args);
     assert!(first.contains("KLD"), "{first}");

@@ -143,6 +143,11 @@ impl Job {
             } else {
                 a.train_prompts_limit
             },
+            answers: if valid {
+                1
+            } else {
+                self.state.settings.answers
+            },
             minutes: Some(cap / 60.0),
             stop: Some(Arc::clone(stop)),
             slice: None,
@@ -155,7 +160,7 @@ impl Job {
         let dir = cfg.out.clone();
         self.send(Event::StageStarted {
             stage,
-            note: record_note(stage, cap, self.args.mode),
+            note: record_note(stage, cap, self.args.mode, cfg.answers),
             cap: Some(cap),
         });
         let clock = Instant::now();
@@ -276,7 +281,7 @@ fn shard_size(prompts: &[std::path::PathBuf], limit: Option<usize>) -> usize {
 }
 
 /// What a record stage is about to do, given its time cap.
-fn record_note(stage: Stage, cap: f64, mode: crate::record::Mode) -> String {
+fn record_note(stage: Stage, cap: f64, mode: crate::record::Mode, answers: usize) -> String {
     let which = if stage == Stage::RecordValid {
         "held-out"
     } else {
@@ -289,8 +294,13 @@ fn record_note(stage: Stage, cap: f64, mode: crate::record::Mode) -> String {
     if cap < 1.0 {
         format!("the record share is spent: the teacher {verb} one shard of {which} records")
     } else {
+        let times = if answers > 1 {
+            format!(", up to {answers} times each,")
+        } else {
+            String::new()
+        };
         format!(
-            "the teacher {verb} the {which} records for up to {}",
+            "the teacher {verb} the {which} records{times} for up to {}",
             crate::pipeline::summary::clock(cap)
         )
     }

@@ -25,6 +25,7 @@ fn state() -> RunState {
             valid_prompts: vec![id("valid.jsonl")],
             budget: Budget::new(20.0, DEFAULT_SPLIT).expect("budget"),
             train_prompts_limit: None,
+            answers: 1,
             valid_prompts_limit: 16,
             max_new_tokens: 256,
             layers: vec![0, 6, 12],
