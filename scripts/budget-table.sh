@@ -17,8 +17,8 @@ for m in "${budgets[@]}"; do
     "$bin" run --no-tui --no-chat --minutes "$m" --out "data/budget-$m" >"data/budget-$m.log" 2>&1 \
         || { tail -n 20 "data/budget-$m.log" >&2; exit 1; }
 done
-echo "| budget | train steps | Mean KLD | same top-1 | teacher PPL of answers (x own) | distinct-2 | ended turn | decode speed-up |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| budget | used | train steps (planned) | Mean KLD | same top-1 | teacher PPL of answers (x own) | distinct-2 | ended turn | decode speed-up |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for m in "${budgets[@]}"; do
     python3 - "data/budget-$m" "$m" <<'PY'
 import json, sys
@@ -30,7 +30,9 @@ q, a, own = s["quality"], s.get("answers") or {}, (t.get("answers") or {})
 llama = lambda m: next((x["decode_tok_s"] for x in m["speed"] if x["engine"] == "llama.cpp"), None)
 up = (llama(s) or 0) / (llama(t) or 1)
 ratio = a.get("teacher_ppl", 0) / max(own.get("teacher_ppl", 1), 1e-9)
-print(f"| {minutes} min | {state.get('train_steps')} | {q['kld']['mean']:.3f} | {100*q['same_top']:.1f}% | "
+used = sum(st.get("seconds", 0) for st in state["stages"])
+trained = (state.get("valid") or {}).get("step", 0)
+print(f"| {minutes} min | {int(used // 60)}:{int(used % 60):02d} | {trained} ({state.get('train_steps')}) | {q['kld']['mean']:.3f} | {100*q['same_top']:.1f}% | "
       f"{a.get('teacher_ppl', 0):.2f} ({ratio:.2f}x) | {a.get('distinct', [0, 0])[1]:.2f} | "
       f"{100*a.get('end_of_turn', 0):.0f}% | {up:.2f}x |")
 PY

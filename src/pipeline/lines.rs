@@ -80,7 +80,7 @@ impl Lines {
                 planned,
                 done,
             } => vec![format!(
-                "{}: teacher {} ({} params, vocab {}), {planned} prompts, {done} recorded before",
+                "{}: teacher {} ({} params, vocab {}), {planned} records planned, {done} recorded before",
                 self.label(),
                 teacher.file,
                 teacher.n_params,

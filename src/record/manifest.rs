@@ -183,10 +183,10 @@ pub struct Manifest {
     pub shards: Vec<ShardInfo>,
     /// Sums over `shards`.
     pub totals: Totals,
-    /// Records the run was asked to record (after `--limit`, times `--answers`).
+    /// Records the run was asked to record (after `--limit`, times `--answers-per-prompt`).
     pub planned_records: usize,
     /// Prompts per pass of answers, where a prompt is answered more than once
-    /// (`--answers`): record `i` answers prompt `i % pass_records`.
+    /// (`--answers-per-prompt`): record `i` answers prompt `i % pass_records`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass_records: Option<usize>,
     /// Whether every planned record is in a shard (of a slice: every record of the slice).

@@ -339,7 +339,7 @@ fn plan(cfg: &RecordConfig, m: &Manifest, planned: usize) -> Result<(Vec<GridSha
         return Err(Error::Corpus {
             path: cfg.out.clone(),
             reason: format!(
-                "slice {slice} was started with {} records planned, this run plans {planned}; every slice must cut the same grid: rerun with the original --limit and prompt files",
+                "slice {slice} was started with {} records planned, this run plans {planned}; every slice must cut the same grid: rerun with the original --limit, --answers-per-prompt and prompt files",
                 m.planned_records
             ),
         });
