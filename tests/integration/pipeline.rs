@@ -236,8 +236,8 @@ fn a_planned_run_with_an_on_policy_share_trains_its_last_steps_on_the_students_a
 fn a_run_killed_during_record_and_during_training_resumes_and_completes() {
     let dir = temp_dir("pipeline-resume");
     let out = dir.join("run");
-    // 12 steps: the first checkpoint (every 10 steps) comes before the end.
-    let args = run_args(&dir, &out, 12);
+    // 27 steps: the first checkpoint (every 25 steps) comes before the end.
+    let args = run_args(&dir, &out, 27);
     let train_manifest = out.join("train/manifest.json");
 
     // Kill once the first training shard is committed, while the second is decoded.
@@ -256,7 +256,7 @@ fn a_run_killed_during_record_and_during_training_resumes_and_completes() {
     assert_eq!(state["stages"][0]["status"], "done");
     assert_eq!(state["stages"][1]["status"], "started");
 
-    // Kill again after the first training checkpoint (step 10).
+    // Kill again after the first training checkpoint (step 25).
     let student = out.join("student");
     let child = distill_cmd(&args)
         .stderr(std::process::Stdio::null())
@@ -268,14 +268,14 @@ fn a_run_killed_during_record_and_during_training_resumes_and_completes() {
     let saved = json(&student.join("train_state.json"))["step"]
         .as_u64()
         .expect("step");
-    assert_eq!(saved, 10, "the kill came too late");
+    assert_eq!(saved, 25, "the kill came too late");
 
     let result = distill(&args);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{stderr}");
     assert!(stderr.contains("record valid: done earlier"), "{stderr}");
     assert!(stderr.contains("record train: done earlier"), "{stderr}");
-    assert!(stderr.contains("resuming at step 10 of 12"), "{stderr}");
+    assert!(stderr.contains("resuming at step 25 of 27"), "{stderr}");
     assert!(String::from_utf8_lossy(&result.stdout).contains("complete in"));
 
     // The corpus kept its first shard byte for byte and holds every record once; the
@@ -290,8 +290,8 @@ fn a_run_killed_during_record_and_during_training_resumes_and_completes() {
         std::fs::read(out.join("train/shard-00000.safetensors")).expect("shard"),
         first_shard
     );
-    assert_eq!(train_steps(&student), (1..=12).collect::<Vec<u64>>());
-    assert_eq!(json(&student.join("train_state.json"))["step"], 12);
+    assert_eq!(train_steps(&student), (1..=27).collect::<Vec<u64>>());
+    assert_eq!(json(&student.join("train_state.json"))["step"], 27);
     let state = json(&out.join("run.json"));
     assert!(
         state["stages"]
